@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: environment, services, lint, types, tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/venv.sh
+scripts/ensure-redis.sh
+.venv/bin/ruff check lib functions tests bench
+.venv/bin/mypy
+.venv/bin/pytest "$@"

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Create .venv and install the project with its dev extras, once per pyproject.toml version.
+# Idempotent and quiet when nothing changed, so `make run` and `make test` can always call it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+stamp=".venv/.installed-$(sha1sum pyproject.toml | cut -c1-16)"
+if [ -f "$stamp" ]; then
+  exit 0
+fi
+if [ ! -x .venv/bin/python ]; then
+  echo "creating .venv with $($PY --version)" >&2
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[dev]'
+rm -f .venv/.installed-*
+touch "$stamp"
