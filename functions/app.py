@@ -1,0 +1,11 @@
+"""The whole service as one ASGI app: ``uvicorn functions.app:app``."""
+
+from __future__ import annotations
+
+from serverless_sse.service import create_app
+
+from . import channels
+
+routes = [*channels.routes]
+
+app = create_app(routes)

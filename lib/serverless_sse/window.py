@@ -1,0 +1,335 @@
+"""The stream window: one bounded, resumable SSE response over one or more channels.
+
+A window opens with ``retry:`` and a comment, delivers every event after the reader's position
+in each channel (catching up from the store, then live from the shared feed), sends a comment
+when it has been quiet for a heartbeat interval, and ends:
+
+- when its time is up, with ``timeout`` carrying the cursor to resume from;
+- at once after the final event, when every channel it follows is closed;
+- with ``error`` when the store fails (the client resumes from its last cursor);
+- silently when the client goes away.
+
+A reader never misses an event without being told: when its position is older than the oldest
+retained event, or its log's epoch is gone, it gets ``reset`` with the lost range first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .cursor import Cursor, Position
+from .errors import CursorError, SSEError
+from .events import EventFormat, StoredEvent
+from .fanout import ChannelFeed, FeedItem, FeedRegistry
+from .frames import HEARTBEAT, control_frame, event_body, opening, with_id
+from .stores.base import ChannelState, EventStore
+
+__all__ = ["Gap", "LogRead", "StreamPlan", "StreamWindow", "jittered", "plan_stream", "read_after"]
+
+Write = Callable[[bytes], Awaitable[None]]
+
+
+def jittered(seconds: float, *, jitter: float, limit: float) -> float:
+    """A connection's window: ``seconds`` ± ``jitter`` (a fraction), never above ``limit``.
+
+    Clients that connected together would otherwise all reconnect together, every window.
+    """
+    return min(limit, seconds * random.uniform(1 - jitter, 1 + jitter))
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPlan:
+    """Where a stream starts in each channel, decided before any byte is sent."""
+
+    positions: dict[str, Position]
+    states: dict[str, ChannelState]
+
+    @property
+    def finished(self) -> bool:
+        """Every channel is closed and the reader already has its final event (answer 204)."""
+        return all(_consumed(self.positions[c], s) for c, s in self.states.items())
+
+
+def _consumed(position: Position, state: ChannelState) -> bool:
+    return state.closed and position.epoch == state.epoch and position.seq >= state.last_seq
+
+
+async def plan_stream(
+    store: EventStore,
+    channels: Sequence[str],
+    *,
+    cursor: str | None,
+    from_start: bool = False,
+    multiplexed: bool = False,
+) -> StreamPlan:
+    """Resolve the reader's starting positions.
+
+    ``cursor`` (from ``Last-Event-ID`` or ``?last_event_id=``) wins over ``from_start``.
+    Without either a stream starts at each channel's end: new events only. A channel a
+    multiplexed cursor does not cover (it was added to the URL) starts at its end. A cursor that
+    does not parse, that holds none of the stream's channels, or that is ahead of its channel's
+    log, is refused with 400: it cannot have come from this stream.
+    """
+    parsed = Cursor.decode(cursor) if cursor else None
+    if parsed is not None:
+        if not multiplexed and parsed.position(channels[0]) is None:
+            raise CursorError("the cursor belongs to another channel")
+        if multiplexed and not parsed.covers_any(channels):
+            raise CursorError("the cursor holds none of these channels")
+    states = dict(zip(channels, await store.states(channels), strict=True))
+    positions: dict[str, Position] = {}
+    for channel, state in states.items():
+        position = parsed.position(channel) if parsed is not None else None
+        if position is None:
+            start = state.first_seq - 1 if from_start and parsed is None else state.last_seq
+            position = Position(state.epoch, start)
+        elif position.epoch == state.epoch and position.seq > state.last_seq:
+            raise CursorError(f"the cursor is ahead of channel {channel!r}")
+        positions[channel] = position
+    return StreamPlan(positions, states)
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Events a reader can no longer get: its ``reset`` payload."""
+
+    reason: str  # "history_trimmed" | "epoch_changed"
+    missed_from: int
+    missed_to: int
+
+    def payload(self) -> dict[str, Any]:
+        return {"reason": self.reason, "missed_from": self.missed_from, "missed_to": self.missed_to}
+
+
+@dataclass(frozen=True, slots=True)
+class LogRead:
+    """What :func:`read_after` found: events, the state, and the gap before them if any.
+
+    ``start`` is the position the events follow: the reader's own, or after a gap the one
+    just before the oldest event there is.
+    """
+
+    events: list[StoredEvent]
+    state: ChannelState
+    start: Position
+    gap: Gap | None
+
+
+async def read_after(store: EventStore, channel: str, position: Position, limit: int) -> LogRead:
+    """Read a channel's events after ``position``, telling a gap instead of skipping it.
+
+    The gap is ``epoch_changed`` when the position's log is gone (or went backwards) and
+    ``history_trimmed`` when retention removed events the reader has not seen; reading then
+    continues from the oldest event there is.
+    """
+    result = await store.read(channel, position.seq, limit=limit)
+    state, events = result.state, result.events
+    lost = bool(position.epoch) and state.epoch != position.epoch
+    regressed = position.epoch == state.epoch and position.seq > state.last_seq
+    reason = ""
+    if lost or regressed:
+        reason = "epoch_changed"
+        if state.epoch:
+            result = await store.read(channel, state.first_seq - 1, limit=limit)
+            state, events = result.state, result.events
+        else:
+            events = []
+    first = events[0].seq if events else state.first_seq
+    if not reason and position.seq + 1 < first:
+        reason = "history_trimmed"
+    if not reason:
+        return LogRead(events, state, position, None)
+    gap = Gap(reason, position.seq + 1, first - 1)
+    return LogRead(events, state, Position(state.epoch, first - 1), gap)
+
+
+class StreamWindow:
+    """One response's worth of a stream. Create it from a :class:`StreamPlan`, then ``run`` it."""
+
+    def __init__(
+        self,
+        *,
+        store: EventStore,
+        feeds: FeedRegistry,
+        plan: StreamPlan,
+        fmt: EventFormat,
+        duration: float,
+        heartbeat: float,
+        retry_ms: int,
+        max_lag: int = 20_000,
+        page: int = 1000,
+    ) -> None:
+        self.store = store
+        self.channels = list(plan.positions)
+        self.positions = dict(plan.positions)
+        self._states = dict(plan.states)
+        self._feeds = feeds
+        self._fmt: EventFormat = fmt
+        self.duration = duration
+        self._heartbeat = heartbeat
+        self._retry_ms = retry_ms
+        self._page = page
+        self._single = len(self.channels) == 1
+        self._done: set[str] = set()
+        # A stream may fall behind by max_lag events beyond the backlog it started with: a
+        # reconnect with a large backlog still gets all of it; one that cannot keep up does not
+        # hold this instance forever (it resumes later, from its cursor).
+        self._lag_allowance = {
+            c: max_lag + max(0, s.last_seq - plan.positions[c].seq) for c, s in plan.states.items()
+        }
+        self._lagging = False
+        self._wake = asyncio.Event()
+        self._disconnected = False
+        self._shutting_down = False
+        self.delivered = 0
+        """Events written so far (for metrics)."""
+        self.resets: dict[str, int] = {}
+        """Resets sent, by reason (for metrics)."""
+        self.ended_by = ""
+        """Why the window ended: timeout, complete, error, disconnect, shutdown, lagging."""
+
+    # -- control from outside --------------------------------------------------------------
+
+    def disconnect(self) -> None:
+        """The client went away: stop at once, write nothing more."""
+        self._disconnected = True
+        self.ended_by = self.ended_by or "disconnect"
+        self._wake.set()
+
+    def shutdown(self) -> None:
+        """The server is stopping: end now with ``timeout`` so the client resumes elsewhere."""
+        self._shutting_down = True
+        self._wake.set()
+
+    def cursor(self) -> str:
+        """The cursor of everything delivered so far."""
+        return Cursor.encode_positions(self.positions)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    async def run(self, write: Write) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.duration
+        wake = self._wake
+        await write(opening(self._retry_ms))
+        last_write = loop.time()
+        feeds = {c: self._feeds.subscribe(c, wake) for c in self.channels}
+        try:
+            while True:
+                wake.clear()
+                if self._disconnected:
+                    self.ended_by = "disconnect"
+                    return
+                if self._shutting_down:
+                    await self._end(write, "server_shutdown")
+                    return
+                frames: list[bytes] = []
+                more = await self._collect(feeds, frames)
+                if frames:
+                    await write(b"".join(frames))
+                    last_write = loop.time()
+                if len(self._done) == len(self.channels):
+                    self.ended_by = "complete"
+                    return
+                now = loop.time()
+                if now >= deadline:
+                    await self._end(write, "window_elapsed")
+                    return
+                if self._lagging:
+                    await self._end(write, "too_far_behind")
+                    return
+                if more:
+                    continue
+                if now - last_write >= self._heartbeat:
+                    await write(HEARTBEAT)
+                    last_write = now
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(min(deadline, last_write + self._heartbeat)):
+                        await wake.wait()
+        except SSEError as exc:
+            self.ended_by = "error"
+            if not self._disconnected:
+                payload = {"error": exc.code, "detail": exc.detail}
+                with contextlib.suppress(Exception):
+                    await write(control_frame("error", payload, self.cursor(), self._fmt))
+        finally:
+            for feed in feeds.values():
+                self._feeds.unsubscribe(feed, wake)
+
+    _ENDINGS: ClassVar[dict[str, str]] = {
+        "window_elapsed": "timeout",
+        "server_shutdown": "shutdown",
+        "too_far_behind": "lagging",
+    }
+
+    async def _end(self, write: Write, reason: str) -> None:
+        """End with ``timeout``: the client reconnects with the cursor it carries."""
+        self.ended_by = self._ENDINGS[reason]
+        payload: dict[str, Any] = {"reason": reason, "retry_ms": self._retry_ms}
+        await write(control_frame("timeout", payload, self.cursor(), self._fmt))
+
+    async def _collect(self, feeds: dict[str, ChannelFeed], frames: list[bytes]) -> bool:
+        """Gather every ready event of every channel into ``frames``; true if more may wait."""
+        more = False
+        for channel in self.channels:
+            if channel in self._done:
+                continue
+            feed = feeds[channel]
+            items = feed.after(self.positions[channel])
+            if items is not None:
+                if items:
+                    self._deliver_items(channel, items, frames)
+                self._states[channel] = feed.state
+            else:
+                more |= await self._read_store(channel, feed, frames)
+            if _consumed(self.positions[channel], self._states[channel]):
+                self._done.add(channel)
+        return more
+
+    async def _read_store(self, channel: str, feed: ChannelFeed, frames: list[bytes]) -> bool:
+        found = await read_after(self.store, channel, self.positions[channel], self._page)
+        if found.gap is not None:
+            self.positions[channel] = found.start
+            payload = found.gap.payload()
+            if not self._single:
+                payload["channel"] = channel
+            frames.append(control_frame("reset", payload, self.cursor(), self._fmt))
+            self.resets[found.gap.reason] = self.resets.get(found.gap.reason, 0) + 1
+        self._deliver_events(channel, found.state.epoch, found.events, frames)
+        self._states[channel] = found.state
+        head = found.state.last_seq
+        if feed.epoch == found.state.epoch:
+            head = max(head, feed.last_seq)
+        if head - self.positions[channel].seq > self._lag_allowance[channel]:
+            self._lagging = True
+        return len(found.events) >= self._page
+
+    def _deliver_items(self, channel: str, items: list[FeedItem], frames: list[bytes]) -> None:
+        fmt = self._fmt
+        if self._single:
+            frames.extend(item.frame(channel, fmt) for item in items)
+            last = items[-1]
+            self.positions[channel] = Position(last.epoch, last.event.seq)
+        else:
+            positions = self.positions
+            for item in items:
+                positions[channel] = Position(item.epoch, item.event.seq)
+                frames.append(with_id(Cursor.encode_positions(positions), item.body(fmt)))
+        self.delivered += len(items)
+
+    def _deliver_events(
+        self, channel: str, epoch: str, events: list[StoredEvent], frames: list[bytes]
+    ) -> None:
+        fmt = self._fmt
+        positions = self.positions
+        for event in events:
+            positions[channel] = Position(epoch, event.seq)
+            body = event_body(event.type, event.data, fmt)
+            frames.append(with_id(Cursor.encode_positions(positions), body))
+        self.delivered += len(events)

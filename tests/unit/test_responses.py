@@ -1,0 +1,101 @@
+"""The ASGI response around a window: headers, disconnects, cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from serverless_sse.events import NewEvent
+from serverless_sse.fanout import FeedRegistry
+from serverless_sse.responses import EventStreamResponse
+from serverless_sse.stores.memory import MemoryStore
+from serverless_sse.window import StreamWindow, plan_stream
+
+
+async def make_window(store: MemoryStore, feeds: FeedRegistry) -> StreamWindow:
+    plan = await plan_stream(store, ["c"], cursor=None)
+    return StreamWindow(
+        store=store, feeds=feeds, plan=plan, fmt="named", duration=60, heartbeat=30, retry_ms=10
+    )
+
+
+async def test_a_client_disconnect_ends_the_response_promptly() -> None:
+    store = MemoryStore()
+    feeds = FeedRegistry(store, linger=0.1)
+    window = await make_window(store, feeds)
+    closed: list[StreamWindow] = []
+    response = EventStreamResponse(window, on_close=closed.append)
+    sent: list[dict[str, Any]] = []
+    disconnect = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await disconnect.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "http_version": "1.1"}
+    task = asyncio.create_task(response(scope, receive, send))
+    await asyncio.sleep(0.1)
+    assert not task.done()
+    disconnect.set()
+    async with asyncio.timeout(1):
+        await task
+    assert window.ended_by == "disconnect"
+    assert closed == [window]
+    start = sent[0]
+    assert start["status"] == 200
+    headers = dict(start["headers"])
+    assert headers[b"content-type"] == b"text/event-stream; charset=utf-8"
+    assert headers[b"connection"] == b"keep-alive"
+    assert sent[1]["body"].startswith(b"retry: 10\n")
+    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    await feeds.aclose()
+
+
+async def test_no_connection_header_outside_http_1() -> None:
+    store = MemoryStore()
+    feeds = FeedRegistry(store)
+    window = await make_window(store, feeds)
+    window.duration = 0.05
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(10)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await EventStreamResponse(window)({"type": "http", "http_version": "2"}, receive, send)
+    assert b"connection" not in dict(sent[0]["headers"])
+    assert window.ended_by == "timeout"
+    await feeds.aclose()
+
+
+async def test_a_write_to_a_closed_connection_ends_the_window() -> None:
+    """ASGI 2.4 servers raise OSError on a write after the client left."""
+    store = MemoryStore()
+    feeds = FeedRegistry(store)
+    window = await make_window(store, feeds)
+    window.duration = 5
+    writes = 0
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(10)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal writes
+        writes += 1
+        if writes > 2:
+            raise OSError("connection reset")
+
+    task = asyncio.create_task(EventStreamResponse(window)({"type": "http"}, receive, send))
+    await asyncio.sleep(0.05)
+    await store.append("c", [NewEvent("m", "1")])
+    async with asyncio.timeout(2):
+        await task
+    assert window.ended_by == "disconnect"
+    await feeds.aclose()
