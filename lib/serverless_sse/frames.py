@@ -65,6 +65,7 @@ def with_id(cursor: str, body: bytes) -> bytes:
     return b"id: " + cursor.encode() + b"\n" + body
 
 
-def control_frame(event_type: str, payload: dict[str, Any], cursor: str, fmt: EventFormat) -> bytes:
-    """``timeout``, ``reset`` and ``error``: formatted like every other event, with the cursor."""
+def control_frame(event_type: str, payload: Any, cursor: str, fmt: EventFormat) -> bytes:
+    """An event the server makes (``timeout``, ``reset``, ``error``, synthetic ones), formatted
+    like every other event and carrying the stream's cursor."""
     return with_id(cursor, event_body(event_type, dumps(payload), fmt))

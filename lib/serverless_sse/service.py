@@ -22,7 +22,7 @@ from .http import handle_http_exception, handle_sse_error, handle_unexpected
 from .responses import EventStreamResponse
 from .settings import Settings
 from .stores import EventStore, open_store
-from .window import StreamPlan, StreamWindow, jittered
+from .window import StreamPlan, StreamWindow, Synthetic, Ticker, jittered
 
 __all__ = ["Service", "create_app", "service_of"]
 
@@ -48,9 +48,16 @@ class Service:
         return jittered(base, jitter=self.settings.window_jitter, limit=limit)
 
     def stream(
-        self, plan: StreamPlan, *, fmt: EventFormat, window: float | None = None
+        self,
+        plan: StreamPlan,
+        *,
+        fmt: EventFormat,
+        window: float | None = None,
+        prelude: Sequence[Synthetic] = (),
+        ticker: Ticker | None = None,
     ) -> EventStreamResponse:
-        """The streaming response for a planned stream."""
+        """The streaming response for a planned stream (``prelude``: events it sends first;
+        ``ticker``: periodic computed events)."""
         settings = self.settings
         stream_window = StreamWindow(
             store=self.store,
@@ -61,6 +68,8 @@ class Service:
             heartbeat=settings.heartbeat_seconds,
             retry_ms=settings.retry_ms,
             max_lag=settings.max_lag_events,
+            prelude=prelude,
+            ticker=ticker,
         )
         self.windows.add(stream_window)
         return EventStreamResponse(stream_window, on_close=self.windows.discard)

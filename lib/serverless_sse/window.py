@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from .cursor import Cursor, Position
 from .errors import CursorError, SSEError
@@ -29,9 +30,34 @@ from .fanout import ChannelFeed, FeedItem, FeedRegistry
 from .frames import HEARTBEAT, control_frame, event_body, opening, with_id
 from .stores.base import ChannelState, EventStore
 
-__all__ = ["Gap", "LogRead", "StreamPlan", "StreamWindow", "jittered", "plan_stream", "read_after"]
+__all__ = [
+    "Gap",
+    "LogRead",
+    "StreamPlan",
+    "StreamWindow",
+    "Synthetic",
+    "Ticker",
+    "jittered",
+    "plan_stream",
+    "read_after",
+]
 
 Write = Callable[[bytes], Awaitable[None]]
+
+Synthetic = tuple[str, Any]
+"""An event a stream makes itself rather than reads from a log: ``(type, payload)``."""
+
+
+class Ticker(Protocol):
+    """Periodic synthetic events (state that is computed, not stored: fleet metrics).
+
+    Called every ``interval`` seconds while the window runs; what it returns is written with
+    the stream's current cursor as id, so resuming is unaffected.
+    """
+
+    interval: float
+
+    async def __call__(self) -> Sequence[Synthetic]: ...
 
 
 def jittered(seconds: float, *, jitter: float, limit: float) -> float:
@@ -163,6 +189,8 @@ class StreamWindow:
         retry_ms: int,
         max_lag: int = 20_000,
         page: int = 1000,
+        prelude: Sequence[Synthetic] = (),
+        ticker: Ticker | None = None,
     ) -> None:
         self.store = store
         self.channels = list(plan.positions)
@@ -175,6 +203,8 @@ class StreamWindow:
         self._retry_ms = retry_ms
         self._page = page
         self._single = len(self.channels) == 1
+        self._prelude = list(prelude)
+        self._ticker = ticker
         self._done: set[str] = set()
         # A stream may fall behind by max_lag events beyond the backlog it started with: a
         # reconnect with a large backlog still gets all of it; one that cannot keep up does not
@@ -216,8 +246,13 @@ class StreamWindow:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.duration
         wake = self._wake
-        await write(opening(self._retry_ms))
+        opening_bytes = opening(self._retry_ms)
+        if self._prelude:
+            opening_bytes += b"".join(self._synthetic(self._prelude))
+        await write(opening_bytes)
         last_write = loop.time()
+        ticker = self._ticker
+        next_tick = loop.time() + ticker.interval if ticker is not None else math.inf
         feeds = {c: self._feeds.subscribe(c, wake) for c in self.channels}
         try:
             while True:
@@ -230,6 +265,9 @@ class StreamWindow:
                     return
                 frames: list[bytes] = []
                 more = await self._collect(feeds, frames)
+                if ticker is not None and loop.time() >= next_tick:
+                    frames.extend(self._synthetic(await ticker()))
+                    next_tick = max(next_tick + ticker.interval, loop.time())
                 if frames:
                     await write(b"".join(frames))
                     last_write = loop.time()
@@ -250,7 +288,8 @@ class StreamWindow:
                     last_write = now
                     continue
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout_at(min(deadline, last_write + self._heartbeat)):
+                    due = min(deadline, last_write + self._heartbeat, next_tick)
+                    async with asyncio.timeout_at(due):
                         await wake.wait()
         except SSEError as exc:
             self.ended_by = "error"
@@ -273,6 +312,12 @@ class StreamWindow:
         self.ended_by = self._ENDINGS[reason]
         payload: dict[str, Any] = {"reason": reason, "retry_ms": self._retry_ms}
         await write(control_frame("timeout", payload, self.cursor(), self._fmt))
+
+    def _synthetic(self, events: Sequence[Synthetic]) -> list[bytes]:
+        if not events:
+            return []
+        cursor = self.cursor()
+        return [control_frame(t, payload, cursor, self._fmt) for t, payload in events]
 
     async def _collect(self, feeds: dict[str, ChannelFeed], frames: list[bytes]) -> bool:
         """Gather every ready event of every channel into ``frames``; true if more may wait."""

@@ -503,3 +503,39 @@ async def test_a_stream_that_falls_far_behind_is_cut_off_to_resume_later() -> No
         assert received + resumed.messages == list(range(1, 103))
     finally:
         await h.aclose()
+
+
+async def test_a_prelude_is_sent_first_with_the_starting_cursor(harness: Harness) -> None:
+    await harness.publish("c", 1)
+    client = await harness.open(
+        ["c"], from_start=True, duration=0.3, prelude=[("connection_ack", {"client": "x"})]
+    )
+    await client.finished()
+    ack, first = client.events[0], client.events[1]
+    assert (ack.type, json.loads(ack.data)) == ("connection_ack", {"client": "x"})
+    start = Cursor.decode(ack.last_event_id).position("c")
+    assert start is not None and start.seq == 0
+    assert client.messages == [1] and first.type == "message"
+
+
+class CountingTicker:
+    interval = 0.1
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self) -> list[tuple[str, Any]]:
+        self.calls += 1
+        return [("server_update", {"tick": self.calls})]
+
+
+async def test_a_ticker_adds_computed_events_on_its_interval(harness: Harness) -> None:
+    ticker = CountingTicker()
+    client = await harness.open(["c"], duration=0.75, heartbeat=10, ticker=ticker)
+    await harness.publish("c", 1)
+    await client.finished()
+    ticks = [json.loads(e.data)["tick"] for e in client.events if e.type == "server_update"]
+    assert ticks == list(range(1, len(ticks) + 1))
+    assert 5 <= len(ticks) <= 8
+    assert client.messages == [1]
+    assert client.events[-1].type == "timeout"
