@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -46,6 +47,7 @@ async def publish(request: Request) -> Response:
     events = parse_publish_body(
         body, max_event_bytes=settings.max_event_bytes, max_batch=settings.max_batch_events
     )
+    await service.charge_publish(request, len(events))
     appended = await service.store.append(channel, events)
     items = []
     for result in appended:
@@ -143,6 +145,7 @@ async def close(request: Request) -> Response:
     require_publish(await authenticate(request), channel)
     body = await read_body(request, limit=settings.max_body_bytes)
     final = parse_close_body(body, max_event_bytes=settings.max_event_bytes)
+    await service.charge_publish(request)
     appended = await service.store.close(channel, final)
     return JSONResponse(
         {"id": _cursor(channel, appended.epoch, appended.seq), "seq": appended.seq, "closed": True}
@@ -161,6 +164,10 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok", "store": service.store.scheme})
 
 
+async def metrics(request: Request) -> Response:
+    return Response(service_of(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
 routes = [
     Route("/channels/{channel:path}/events", publish, methods=["POST"]),
     Route("/channels/{channel:path}/events", history, methods=["GET"]),
@@ -168,6 +175,7 @@ routes = [
     Route("/channels/{channel:path}/close", close, methods=["POST"]),
     Route("/stream", stream_many, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
 ]
 
 app = create_app(routes)

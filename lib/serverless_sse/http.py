@@ -9,7 +9,9 @@ import logging
 import math
 from typing import TypeVar
 
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
@@ -144,3 +146,17 @@ def from_start(request: Request) -> bool:
     if raw != "start":
         raise ValidationFailed("?from= only takes 'start'")
     return True
+
+
+class CORS(CORSMiddleware):
+    """Starlette's CORS handling, with a refused preflight answered like every other error."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        detail = bytes(response.body).decode()
+        headers = {k: v for k, v in response.headers.items() if k.startswith("access-control-")}
+        return JSONResponse(
+            {"error": "cors_refused", "detail": detail}, status_code=400, headers=headers
+        )

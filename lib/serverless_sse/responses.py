@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.types import Message, Receive, Scope, Send
 
+from .errors import SSEError
+from .http import error_response
 from .window import StreamWindow
 
-__all__ = ["SSE_HEADERS", "EventStreamResponse"]
+__all__ = ["SSE_HEADERS", "Admit", "EventStreamResponse"]
+
+Admit = Callable[[Scope, StreamWindow], Awaitable[Callable[[], Awaitable[None]]]]
+"""Called before the first byte: may refuse the stream (an :class:`SSEError`, answered as
+JSON) or adjust the window; returns what to call when the stream ends."""
 
 SSE_HEADERS: Mapping[str, str] = {
     "content-type": "text/event-stream; charset=utf-8",
@@ -32,10 +38,12 @@ class EventStreamResponse:
         window: StreamWindow,
         *,
         headers: Mapping[str, str] | None = None,
+        admit: Admit | None = None,
         on_close: Callable[[StreamWindow], None] | None = None,
     ) -> None:
         self.window = window
         self._headers = {**SSE_HEADERS, **(headers or {})}
+        self._admit = admit
         self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -54,17 +62,28 @@ class EventStreamResponse:
                     window.disconnect()
                     return
 
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        watcher = asyncio.create_task(watch())
+        release = None
+        if self._admit is not None:
+            try:
+                release = await self._admit(scope, window)
+            except SSEError as exc:
+                await error_response(exc)(scope, receive, send)
+                return
         try:
-            await window.run(write)
-        except OSError:
-            # ASGI 2.4 servers raise on writes to a closed connection.
-            window.disconnect()
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            watcher = asyncio.create_task(watch())
+            try:
+                await window.run(write)
+            except OSError:
+                # ASGI 2.4 servers raise on writes to a closed connection.
+                window.disconnect()
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            if release is not None:
+                await release()
             if self._on_close is not None:
                 self._on_close(window)
         with contextlib.suppress(OSError):

@@ -5,20 +5,24 @@ ASGI app (locally under uvicorn, on Lambda under the Web Adapter or Mangum)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.routing import BaseRoute
+from starlette.types import Scope
 
-from .errors import SSEError
+from .auth import Authenticator, Principal, authenticate, hash_key
+from .errors import SSEError, Unauthorized
 from .events import EventFormat
 from .fanout import FeedRegistry
-from .http import handle_http_exception, handle_sse_error, handle_unexpected
+from .http import CORS, handle_http_exception, handle_sse_error, handle_unexpected
+from .limits import PublishRate, StreamLeases
+from .observability import InstrumentedStore, Metrics, RequestContext, configure_logging
 from .responses import EventStreamResponse
 from .settings import Settings
 from .stores import EventStore, open_store
@@ -32,9 +36,23 @@ class Service:
 
     def __init__(self, settings: Settings, store: EventStore) -> None:
         self.settings = settings
-        self.store = store
-        self.feeds = FeedRegistry(store, buffer_events=settings.feed_buffer_events)
+        self.metrics = Metrics()
+        self.store: EventStore = InstrumentedStore(store, self.metrics)
+        self.feeds = FeedRegistry(self.store, buffer_events=settings.feed_buffer_events)
         self.windows: set[StreamWindow] = set()
+        self.auth = Authenticator(
+            key_hashes=frozenset(hash_key(k) for k in settings.api_keys),
+            jwt_secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
+            jwt_audience=settings.jwt_audience,
+            jwt_issuer=settings.jwt_issuer,
+            public_subscribe=tuple(settings.public_subscribe),
+            closed_subscribe=tuple(settings.closed_subscribe),
+            query_tokens=settings.query_tokens,
+        )
+        self.stream_leases = StreamLeases(
+            self.store, limit=settings.max_streams_per_client, lease_seconds=settings.lease_seconds
+        )
+        self.publish_rate = PublishRate(self.store, per_second=settings.publish_rate_per_client)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Service:
@@ -71,8 +89,44 @@ class Service:
             prelude=prelude,
             ticker=ticker,
         )
-        self.windows.add(stream_window)
-        return EventStreamResponse(stream_window, on_close=self.windows.discard)
+        if plan.resumed:
+            self.metrics.reconnects.inc()
+        return EventStreamResponse(stream_window, admit=self._admit, on_close=self._closed)
+
+    async def _admit(self, scope: Scope, window: StreamWindow) -> Callable[[], Awaitable[None]]:
+        """Before the first byte: the client's stream cap, and a token's expiry bounding the
+        window. Raises 401/429 (answered as JSON, nothing streamed)."""
+        state = scope.get("state") or {}
+        principal = state.get("principal")
+        if not isinstance(principal, Principal):
+            principal = self.auth.authenticate(HTTPConnection(scope))
+        if principal.expires_at is not None:
+            left = principal.expires_at - time.time()
+            if left <= 0:
+                raise Unauthorized("the token has expired")
+            window.duration = min(window.duration, left)
+        lease = await self.stream_leases.acquire(principal.subject)
+        self.windows.add(window)
+        self.metrics.open_streams.inc()
+
+        async def release() -> None:
+            self.metrics.open_streams.dec()
+            await self.stream_leases.release(lease)
+
+        return release
+
+    def _closed(self, window: StreamWindow) -> None:
+        self.windows.discard(window)
+        metrics = self.metrics
+        metrics.streams.labels(window.ended_by or "unknown").inc()
+        metrics.delivered.inc(window.delivered)
+        for reason, count in window.resets.items():
+            metrics.resets.labels(reason).inc(count)
+
+    async def charge_publish(self, connection: HTTPConnection, events: int = 1) -> None:
+        """Count published events against the client's rate cap (429 when over it)."""
+        principal = await authenticate(connection)
+        await self.publish_rate.charge(principal.subject, events)
 
     def shutdown_streams(self) -> None:
         """End every open stream with ``timeout`` now, so its client resumes elsewhere."""
@@ -81,6 +135,7 @@ class Service:
 
     async def aclose(self) -> None:
         self.shutdown_streams()
+        await self.stream_leases.aclose()
         await self.feeds.aclose()
         await self.store.aclose()
 
@@ -100,7 +155,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        current = service or Service.from_settings(settings or Settings())
+        current = service or Service.from_settings(cfg)
+        configure_logging(json_logs=cfg.log_json, level=cfg.log_level)
         app.state.service = current
         try:
             yield
@@ -108,15 +164,19 @@ def create_app(
             await current.aclose()
 
     cfg = service.settings if service is not None else (settings or Settings())
-    middleware = []
+    middleware = [
+        Middleware(
+            RequestContext, max_header_bytes=cfg.max_header_bytes, max_url_bytes=cfg.max_url_bytes
+        )
+    ]
     if cfg.cors_origins:
         middleware.append(
             Middleware(
-                CORSMiddleware,
+                CORS,
                 allow_origins=cfg.cors_origins,
                 allow_methods=["GET", "POST", "OPTIONS"],
                 allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-API-Key"],
-                allow_credentials=True,
+                allow_credentials=cfg.cors_credentials,
                 max_age=600,
             )
         )

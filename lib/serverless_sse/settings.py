@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -56,3 +56,54 @@ class Settings(BaseSettings):
     @classmethod
     def _commas(cls, value: object) -> object:
         return _split_commas(value)
+
+    # -- security, limits, observability ----------------------------------------------------
+    jwt_secret: SecretStr | None = Field(None, description="HS256 secret (32+ bytes)")
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="API keys as sha256:<hex> (plain keys are hashed)"
+    )
+    public_subscribe: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="channel patterns anyone may subscribe to"
+    )
+    closed_subscribe: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="channel patterns only API keys may subscribe to"
+    )
+    query_tokens: bool = Field(True, description="accept ?access_token= (EventSource)")
+    allow_anonymous: bool = Field(
+        True, description="start with no credentials configured (open); deployments say false"
+    )
+    max_streams_per_client: int | None = Field(None, gt=0)
+    publish_rate_per_client: float | None = Field(None, gt=0)
+    lease_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="stream leases expire this long after their instance stops renewing them",
+    )
+    max_header_bytes: int = Field(16_384, gt=0)
+    max_url_bytes: int = Field(8_192, gt=0)
+    cors_credentials: bool = True
+    log_json: bool = True
+    log_level: str = "INFO"
+
+    @field_validator("api_keys", "public_subscribe", "closed_subscribe", mode="before")
+    @classmethod
+    def _lists(cls, value: object) -> object:
+        return _split_commas(value)
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("SSE_JWT_SECRET must be at least 32 bytes for HS256")
+        return value
+
+    @model_validator(mode="after")
+    def _not_open_unless_allowed(self) -> Settings:
+        if not self.allow_anonymous and not self.api_keys and self.jwt_secret is None:
+            raise ValueError(
+                "no credentials configured (SSE_API_KEYS / SSE_JWT_SECRET) and "
+                "SSE_ALLOW_ANONYMOUS=false: refusing to start an open service"
+            )
+        return self

@@ -74,6 +74,8 @@ class StreamPlan:
 
     positions: dict[str, Position]
     states: dict[str, ChannelState]
+    resumed: bool = False
+    """The reader came back with a cursor (a reconnect)."""
 
     @property
     def finished(self) -> bool:
@@ -117,7 +119,7 @@ async def plan_stream(
         elif position.epoch == state.epoch and position.seq > state.last_seq:
             raise CursorError(f"the cursor is ahead of channel {channel!r}")
         positions[channel] = position
-    return StreamPlan(positions, states)
+    return StreamPlan(positions, states, resumed=parsed is not None)
 
 
 @dataclass(frozen=True, slots=True)
