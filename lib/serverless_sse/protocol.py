@@ -133,11 +133,16 @@ class EventStreamDecoder:
     never depends on how the stream was cut; going over raises :class:`ProtocolError`.
 
     After :meth:`close`, the same decoder reads the next response of a reconnecting reader:
-    ``last_event_id`` and ``retry`` carry over, as they do for an EventSource.
+    ``last_event_id`` and ``retry`` carry over, as they do for an EventSource. A reader that
+    resumes from an id it kept elsewhere passes it as ``last_event_id``.
     """
 
     def __init__(
-        self, *, max_line_bytes: int | None = None, max_event_bytes: int | None = None
+        self,
+        *,
+        max_line_bytes: int | None = None,
+        max_event_bytes: int | None = None,
+        last_event_id: str = "",
     ) -> None:
         self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._partial: list[str] = []  # pieces of an unterminated line from earlier chunks
@@ -149,8 +154,8 @@ class EventStreamDecoder:
         self._data: list[str] = []
         self._data_len = 0  # len("\n".join(self._data)), kept as lines arrive
         self._event_type = ""
-        self._id_buffer = ""
-        self.last_event_id = ""
+        self._id_buffer = last_event_id
+        self.last_event_id = last_event_id
         """The reader's last event ID string: what an EventSource sends as Last-Event-ID."""
         self.retry: int | None = None
         """The reconnection time the stream asked for, in milliseconds, if any."""

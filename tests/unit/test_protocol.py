@@ -385,6 +385,16 @@ def test_after_close_the_next_response_starts_afresh_but_keeps_id_and_retry() ->
     assert decoder.retry == 50
 
 
+def test_a_decoder_may_start_from_a_known_last_event_id() -> None:
+    decoder = EventStreamDecoder(last_event_id="41")
+    # Events without an id of their own carry it, as after a reconnect.
+    assert decoder.feed(b"data: a\n\nid: 42\ndata: b\n\n") == [
+        message("a", "41"),
+        message("b", "42"),
+    ]
+    assert decoder.last_event_id == "42"
+
+
 def test_close_drops_a_cut_utf8_sequence() -> None:
     decoder = EventStreamDecoder()
     decoder.feed(b"data: \xe2\x82")
