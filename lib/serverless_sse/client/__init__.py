@@ -18,13 +18,24 @@ core (:class:`~serverless_sse.client.core.StreamCore`) and the project's own dec
         def show(event): ...
 
         await source.run()
+
+:class:`Publisher` publishes, retrying only what cannot store an event twice.
 """
 
 from .aio import AsyncEventSource, aconnect
 from .backoff import Backoff
 from .core import DEFAULT_RETRY_STATUSES, DEFAULT_TIMEOUT, StreamOptions
-from .errors import ConnectionLost, InvalidStream, RetriesExhausted, StreamError, StreamRefused
+from .errors import (
+    ConnectionLost,
+    InvalidStream,
+    PublishRefused,
+    Refused,
+    RetriesExhausted,
+    StreamError,
+    StreamRefused,
+)
 from .event import Event
+from .publisher import Published, Publisher
 from .state import ConnectionState, StateChange
 from .sync import EventSource, connect
 
@@ -38,6 +49,10 @@ __all__ = [
     "Event",
     "EventSource",
     "InvalidStream",
+    "PublishRefused",
+    "Published",
+    "Publisher",
+    "Refused",
     "RetriesExhausted",
     "StateChange",
     "StreamError",

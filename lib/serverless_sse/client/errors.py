@@ -12,6 +12,8 @@ from collections.abc import Mapping
 __all__ = [
     "ConnectionLost",
     "InvalidStream",
+    "PublishRefused",
+    "Refused",
     "RetriesExhausted",
     "StreamError",
     "StreamRefused",
@@ -19,11 +21,11 @@ __all__ = [
 
 
 class StreamError(Exception):
-    """Base of every error a client raises."""
+    """Base of every error the client raises (streams and publishing alike)."""
 
 
-class StreamRefused(StreamError):
-    """The server answered with a status other than 200 (and other than 204, a clean end).
+class Refused(StreamError):
+    """The server answered with an error status.
 
     ``code`` and ``detail`` come from the service's JSON error body when there is one.
     ``retry_after`` is the ``Retry-After`` delay in seconds, when the answer had a valid one.
@@ -50,13 +52,21 @@ class StreamRefused(StreamError):
         super().__init__(message)
 
 
+class StreamRefused(Refused):
+    """A stream request got a status other than 200 (and other than 204, a clean end)."""
+
+
+class PublishRefused(Refused):
+    """A publish request got an error status (after any retries)."""
+
+
 class InvalidStream(StreamError):
     """The response is not an event stream this client will read: wrong content type, a line
     or event over the configured size, or an id that cannot be sent back as a header."""
 
 
 class ConnectionLost(StreamError):
-    """The connection failed or ended before any event arrived (the cause is chained)."""
+    """The connection failed, or ended before any event arrived (the cause is chained)."""
 
 
 class RetriesExhausted(StreamError):
