@@ -46,10 +46,12 @@ def test_custom_headers_may_replace_the_defaults(twin: Twin) -> None:
     assert script.header("accept")[0] == "text/event-stream, */*"
 
 
-def test_query_parameters_are_sent(twin: Twin) -> None:
+def test_query_parameters_are_merged_with_the_urls_own(twin: Twin) -> None:
     script = Script(window(encode_event("a")))
-    run(twin, script, params={"window": "2", "from": "start"})
-    assert dict(script.requests[0].url.params) == {"window": "2", "from": "start"}
+    url = "http://test/stream?channels=a,b&window=9"
+    run(twin, script, url=url, params={"window": "2", "from": "start"})
+    sent = dict(script.requests[0].url.params)
+    assert sent == {"channels": "a,b", "window": "2", "from": "start"}
 
 
 def test_a_post_stream_sends_its_body_and_reads_to_the_end(twin: Twin) -> None:

@@ -135,7 +135,6 @@ class AsyncEventSource:
                     spec.method,
                     spec.url,
                     headers=spec.headers,
-                    params=spec.params,
                     json=spec.json,
                     content=spec.content,
                     timeout=spec.timeout,

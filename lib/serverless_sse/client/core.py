@@ -79,7 +79,8 @@ class StreamOptions(TypedDict, total=False):
 
     - ``method``: ``GET`` (default) or ``POST`` (for endpoints that answer a POST with a
       stream, like group chat's ``group-sse``), with ``json`` or ``content`` as its body.
-    - ``params``, ``headers``: query parameters and extra request headers.
+    - ``params``, ``headers``: query parameters (merged with the URL's own) and extra request
+      headers.
     - ``token``: an access token, sent as ``Authorization: Bearer <token>``; a function
       returning one is called before every attempt (so a refreshed token is picked up).
     - ``last_event_id``: resume from this id (sent as ``Last-Event-ID`` on the first request).
@@ -142,7 +143,6 @@ class RequestSpec:
     method: str
     url: str
     headers: list[tuple[bytes, bytes]]
-    params: httpx.QueryParams | Mapping[str, str] | None
     json: Any
     content: str | bytes | None
     timeout: httpx.Timeout | float | None
@@ -181,12 +181,12 @@ class StreamCore:
             raise ValueError("max_retries must be 0 or more")
         if recent_events < 0:
             raise ValueError("recent_events must be 0 or more")
-        self.url = url
+        # Merged here, once: httpx would replace the URL's own query with ``params``.
+        self.url = str(httpx.URL(url).copy_merge_params(params)) if params else url
         self.method = method.upper()
         self.reconnect = self.method == "GET" if reconnect is None else reconnect
         self.on_state = on_state
         self.on_reset = on_reset
-        self._params = params
         self._headers = dict(headers or {})
         self._token = token
         self._json = json
@@ -251,9 +251,7 @@ class StreamCore:
             # Sent as UTF-8, as browsers send it; _resume made sure it is a valid header value.
             headers["last-event-id"] = self.last_event_id
         raw = [(name.encode(), value.encode()) for name, value in headers.items()]
-        return RequestSpec(
-            self.method, self.url, raw, self._params, self._json, self._content, self._timeout
-        )
+        return RequestSpec(self.method, self.url, raw, self._json, self._content, self._timeout)
 
     # -- what the driver tells ---------------------------------------------------------------
 

@@ -132,7 +132,6 @@ class EventSource:
                     spec.method,
                     spec.url,
                     headers=spec.headers,
-                    params=spec.params,
                     json=spec.json,
                     content=spec.content,
                     timeout=spec.timeout,
