@@ -33,11 +33,18 @@ class Reply:
     chunks: list[bytes] = field(default_factory=list)
     status: int = 200
     headers: dict[str, str] = field(default_factory=lambda: dict(SSE))
-    cut: bool = False
+    cut: bool | type[httpx.TransportError] = False
     refuse: bool = False
 
+    def cut_error(self, request: httpx.Request) -> httpx.TransportError:
+        kind = httpx.ReadError if self.cut is True else self.cut
+        assert kind is not False
+        return kind("connection cut", request=request)
 
-def window(*events: bytes, retry: int | None = None, cut: bool = False) -> Reply:
+
+def window(
+    *events: bytes, retry: int | None = None, cut: bool | type[httpx.TransportError] = False
+) -> Reply:
     """A 200 event stream made of ``events`` (each already encoded), one chunk each."""
     chunks = [b"retry: %d\n\n" % retry] if retry is not None else []
     return Reply([*chunks, *events], cut=cut)
@@ -51,13 +58,13 @@ class _Chunks(httpx.SyncByteStream, httpx.AsyncByteStream):
     def __iter__(self) -> Iterator[bytes]:
         yield from self.reply.chunks
         if self.reply.cut:
-            raise httpx.ReadError("connection cut", request=self.request)
+            raise self.reply.cut_error(self.request)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for chunk in self.reply.chunks:
             yield chunk
         if self.reply.cut:
-            raise httpx.ReadError("connection cut", request=self.request)
+            raise self.reply.cut_error(self.request)
 
 
 class Script:
@@ -120,10 +127,14 @@ def run(
     events: list[Event] = []
     options.setdefault("on_state", changes.append)
     transport = httpx.MockTransport(script.handle)
+    follow = bool(options.pop("follow_redirects", False))  # an option of the httpx client
     error: StreamError | None = None
     if twin == "sync":
         source = connect(
-            url, client=httpx.Client(transport=transport), sleep=sleeps.append, **options
+            url,
+            client=httpx.Client(transport=transport, follow_redirects=follow),
+            sleep=sleeps.append,
+            **options,
         )
         if setup is not None:
             setup(source)
@@ -142,7 +153,10 @@ def run(
     async def main() -> Outcome:
         nonlocal error
         source = aconnect(
-            url, client=httpx.AsyncClient(transport=transport), sleep=sleep, **options
+            url,
+            client=httpx.AsyncClient(transport=transport, follow_redirects=follow),
+            sleep=sleep,
+            **options,
         )
         if setup is not None:
             setup(source)

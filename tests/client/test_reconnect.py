@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 
+import httpx
 import pytest
 
 from serverless_sse.client import (
@@ -13,7 +15,10 @@ from serverless_sse.client import (
     ConnectionState,
     InvalidStream,
     RetriesExhausted,
+    StreamError,
     StreamRefused,
+    aconnect,
+    connect,
 )
 from serverless_sse.protocol import encode_event
 
@@ -140,6 +145,40 @@ def test_a_dropped_connection_is_retried_and_reported_as_an_error_state(twin: Tw
     assert len(errors) == 1
     assert isinstance(errors[0].error, ConnectionLost)
     assert errors[0].retry_in == 1.0
+
+
+@pytest.mark.parametrize(
+    "failure", [httpx.ReadError, httpx.ReadTimeout, httpx.RemoteProtocolError], ids=str
+)
+def test_a_read_that_fails_or_times_out_is_retried(
+    twin: Twin, failure: type[httpx.TransportError]
+) -> None:
+    script = Script(window(encode_event("a", id="1"), cut=failure), window(encode_event("b")))
+    outcome = run(twin, script, backoff=CEILING)
+    assert outcome.data == ["a", "b"]
+    assert script.header("last-event-id") == [None, "1", "1"]
+
+
+def test_an_unsupported_url_scheme_fails_at_once(twin: Twin) -> None:
+    async def read_async() -> None:
+        async with aconnect("ftp://example.invalid/stream", backoff=CEILING) as source:
+            async for _ in source:
+                pass
+
+    with pytest.raises(StreamError, match="cannot send the request"):
+        if twin == "sync":
+            with connect("ftp://example.invalid/stream", backoff=CEILING) as source:
+                list(source)
+        else:
+            asyncio.run(read_async())
+
+
+def test_too_many_redirects_fail_at_once(twin: Twin) -> None:
+    loop = Reply(status=307, headers={"location": "/channels/c/stream"})
+    script = Script(*[loop] * 30)
+    outcome = run(twin, script, follow_redirects=True)
+    assert isinstance(outcome.error, InvalidStream)
+    assert "TooManyRedirects" in str(outcome.error)
 
 
 def test_a_response_that_ends_before_any_event_counts_as_a_failure(twin: Twin) -> None:

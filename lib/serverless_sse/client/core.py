@@ -69,6 +69,15 @@ DEFAULT_MAX_BYTES = 1 << 20
 # is a few hundred bytes; a proxy's HTML page is cut).
 ERROR_BODY_LIMIT = 64 * 1024
 
+# Failures of the connection itself, which another attempt may not meet: refused, reset,
+# timed out, cut mid-response, or a proxy in the way.
+_TRANSIENT = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+    httpx.ProxyError,
+)
+
 # What a header value may hold without being refused or altered on its way (RFC 9110 field
 # values: no control characters but HTAB, no leading or trailing whitespace).
 _SENDABLE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
@@ -312,7 +321,7 @@ class StreamCore:
         return self._resume(self._retry_seconds())
 
     def failed(self, error: Exception) -> StateChange | None:
-        """The attempt failed: a transport error, an :class:`InvalidStream`, a bad redirect."""
+        """The attempt failed: an :class:`httpx.HTTPError` or a :class:`StreamError`."""
         if self.state is ConnectionState.CLOSED:
             return None
         self._decoder.close()
@@ -320,15 +329,20 @@ class StreamCore:
             if isinstance(error, InvalidStream) or not self.reconnect:
                 return self._finish(error)
             return self._retry(error, None)
-        if not isinstance(error, httpx.TransportError):
-            # Too many redirects, an undecodable body: trying again gives the same answer.
-            wrapped: StreamError = InvalidStream(f"{type(error).__name__}: {error}")
-        else:
-            wrapped = ConnectionLost(f"{type(error).__name__}: {error}")
-        wrapped.__cause__ = error
-        if isinstance(wrapped, InvalidStream) or not self.reconnect:
-            return self._finish(wrapped)
-        return self._retry(wrapped, None)
+        described = f"{type(error).__name__}: {error}"
+        if isinstance(error, _TRANSIENT):
+            lost = ConnectionLost(described)
+            lost.__cause__ = error
+            return self._retry(lost, None) if self.reconnect else self._finish(lost)
+        # Trying again would give the same answer: too many redirects or an undecodable body
+        # (the response), an unsupported URL scheme or an invalid header (the request).
+        fatal = (
+            InvalidStream(described)
+            if isinstance(error, httpx.TooManyRedirects | httpx.DecodingError)
+            else StreamError(f"cannot send the request: {described}")
+        )
+        fatal.__cause__ = error
+        return self._finish(fatal)
 
     def close(self) -> StateChange | None:
         """The caller closed the source."""
