@@ -326,9 +326,7 @@ class StreamCore:
             return None
         self._decoder.close()
         if isinstance(error, StreamError):
-            if isinstance(error, InvalidStream) or not self.reconnect:
-                return self._finish(error)
-            return self._retry(error, None)
+            return self._finish(error)  # the stream broke the client's limits
         described = f"{type(error).__name__}: {error}"
         if isinstance(error, _TRANSIENT):
             lost = ConnectionLost(described)
