@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from serverless_sse.auth import hash_key
 from serverless_sse.cli import main
 from tests.servers import ROOT, UvicornServer, free_port, wait_for_port
 
@@ -317,3 +318,38 @@ def test_the_command_runs_as_a_module_too() -> None:
         timeout=30,
     )
     assert result.stdout.startswith("serverless-sse ")
+
+
+# -- credentials -------------------------------------------------------------------------------
+
+KEY = "cli-test-api-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def secured() -> Iterator[UvicornServer]:
+    env = {"SSE_API_KEYS": hash_key(KEY), "SSE_ALLOW_ANONYMOUS": "false", "SSE_RETRY_MS": "50"}
+    with UvicornServer(env) as running:
+        yield running
+
+
+def test_publish_and_tail_send_the_token(secured: UvicornServer, channel: str) -> None:
+    assert cli("publish", channel, "1", "--server", secured.url, "--token", KEY)[0] == 0
+    close_with = {"Authorization": f"Bearer {KEY}"}
+    assert httpx.post(f"{secured.url}/channels/{channel}/close", headers=close_with).is_success
+    status, out, _ = cli("tail", channel, "--from-start", "--server", secured.url, "--token", KEY)
+    assert (status, out) == (0, "message 1\ncomplete null\n")
+
+
+def test_the_token_may_come_from_the_environment(
+    secured: UvicornServer, channel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSE_TOKEN", KEY)
+    monkeypatch.setenv("SSE_SERVER", secured.url)
+    assert cli("publish", channel, "1")[0] == 0
+
+
+def test_without_the_token_the_service_refuses(secured: UvicornServer, channel: str) -> None:
+    status, _, err = cli("publish", channel, "1", "--server", secured.url)
+    assert status == 1 and "401 unauthorized" in err
+    status, _, err = cli("tail", channel, "--server", secured.url)
+    assert status == 1 and "401 unauthorized" in err

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from serverless_sse.client import Event, StreamRefused, aconnect, connect
+from serverless_sse.auth import hash_key, mint_token
+from serverless_sse.client import Event, StateChange, StreamRefused, aconnect, connect
 from serverless_sse.events import EventFormat
 from tests.servers import UvicornServer
 
@@ -120,3 +121,73 @@ def test_the_client_follows_several_channels_on_one_stream(
     with connect(url, params={"channels": f"{channel},{other}", "from": "start"}) as source:
         types = sorted(e.type for e in source)
     assert types == ["a", "b", "complete", "complete"]
+
+
+# -- with credentials and caps (the service's security settings) -----------------------------
+
+SECRET = "client-e2e-secret-" + "x" * 32
+KEY = "client-e2e-api-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def secured() -> Iterator[UvicornServer]:
+    env = {
+        "SSE_API_KEYS": hash_key(KEY),
+        "SSE_JWT_SECRET": SECRET,
+        "SSE_ALLOW_ANONYMOUS": "false",
+        "SSE_MAX_STREAMS_PER_CLIENT": "1",
+        "SSE_RETRY_MS": "100",
+    }
+    with UvicornServer(env) as running:
+        yield running
+
+
+def finished_channel(server: UvicornServer, channel: str) -> str:
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}) as http:
+        assert http.post(f"/channels/{channel}/events", json={"data": 1}).status_code == 201
+        assert http.post(f"/channels/{channel}/close").status_code == 200
+    return f"{server.url}/channels/{channel}/stream"
+
+
+def test_without_a_token_the_client_stops_with_401(secured: UvicornServer, channel: str) -> None:
+    url = finished_channel(secured, channel)
+    with pytest.raises(StreamRefused) as refused, connect(url) as source:
+        list(source)
+    assert (refused.value.status, refused.value.code) == (401, "unauthorized")
+
+
+def test_a_token_lets_the_client_read(secured: UvicornServer, channel: str) -> None:
+    url = finished_channel(secured, channel)
+    jwt = mint_token(SECRET, "reader", subscribe=["client/*"], ttl=60)
+    with connect(url, token=jwt, params={"from": "start"}) as source:
+        assert [e.type for e in source] == ["message", "complete"]
+
+
+async def test_a_stream_over_the_cap_waits_for_retry_after_then_reads(
+    secured: UvicornServer, channel: str
+) -> None:
+    url = finished_channel(secured, channel)
+    live = f"{secured.url}/channels/{channel}-live/stream"
+    waits: list[float] = []
+    async with aconnect(live, token=KEY) as holder:
+        first = asyncio.create_task(anext(holder))  # holds this client's only stream
+        await asyncio.sleep(0.5)
+
+        async def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            first.cancel()  # the held stream ends; its lease is released
+            await holder.aclose()
+            await asyncio.sleep(0.5)
+
+        changes: list[StateChange] = []
+        params = {"from": "start"}
+        async with aconnect(
+            url, token=KEY, params=params, sleep=sleep, on_state=changes.append
+        ) as source:
+            types = [e.type async for e in source]
+    assert types == ["message", "complete"]
+    refused = changes[1].error
+    assert isinstance(refused, StreamRefused) and refused.status == 429
+    # The 429's Retry-After (whole seconds), then the server's retry: after the final event.
+    assert waits[0] == refused.retry_after and waits[0] >= 1
+    assert waits[1:] == [0.1]

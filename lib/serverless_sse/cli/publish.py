@@ -45,6 +45,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--batch-size", type=int, default=100, metavar="N", help="events per request (100)"
     )
+    parser.add_argument(
+        "--max-attempts",
+        type=int,
+        default=5,
+        metavar="N",
+        help="tries of one request, for answers that are safe to retry (5)",
+    )
     add_service_options(parser)
     parser.set_defaults(run=run)
 
@@ -56,12 +63,14 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InvalidChannel
     from .common import fail, header_pairs, note
 
-    if args.batch_size < 1:
-        return fail("--batch-size must be 1 or more", 2)
+    if args.batch_size < 1 or args.max_attempts < 1:
+        return fail("--batch-size and --max-attempts must be 1 or more", 2)
     maker = EventMaker(event_type=args.type, text=args.text, items=args.items)
     headers = header_pairs(args.header)
     try:
-        with Publisher(args.server, token=args.token, headers=headers) as publisher:
+        with Publisher(
+            args.server, token=args.token, headers=headers, max_attempts=args.max_attempts
+        ) as publisher:
             sender = BatchSender(publisher, args.channel, args.batch_size)
             if args.data != "-":
                 one = maker.make(maker.parse(args.data, "DATA"), 1)
@@ -135,10 +144,11 @@ class EventMaker:
 class BatchSender:
     """Publishes events in order, in batches of at most ``size``.
 
-    A batch the service refuses as too large (413: more events than ``SSE_MAX_BATCH_EVENTS``,
-    or a body over ``SSE_MAX_BODY_BYTES``) stored nothing: it is split in two and each half
-    sent, and later batches start from the size that fitted. A single event that is too large
-    is an error.
+    A batch the service refuses stored nothing. When it is refused as too large (413: more
+    events than ``SSE_MAX_BATCH_EVENTS``, or a body over ``SSE_MAX_BODY_BYTES``), or is still
+    rate-limited (429) once the publisher's own retries are spent (a batch larger than a
+    client's events per second never passes), it is split in two and each half sent; later
+    batches start from the size that fitted. A single event refused so is an error.
     """
 
     def __init__(self, publisher: Publisher, channel: str, size: int) -> None:
@@ -165,12 +175,14 @@ class BatchSender:
         try:
             results = self.publisher.publish_many(self.channel, batch)
         except PublishRefused as exc:
-            if exc.status != 413 or len(batch) == 1:
+            if exc.status not in (413, 429) or len(batch) == 1:
                 raise
-            half = len(batch) // 2
-            self.size = min(self.size, half)
-            self.send(batch[:half])
-            self.send(batch[half:])
+            self.size = min(self.size, len(batch) // 2)
+            start = 0
+            while start < len(batch):  # in pieces of the size that fits, as it shrinks
+                piece = batch[start : start + self.size]
+                self.send(piece)
+                start += len(piece)
             return
         self.published += len(results)
         self.last_id = results[-1].id
