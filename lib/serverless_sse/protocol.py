@@ -125,26 +125,37 @@ class EventStreamDecoder:
     Work is linear in the bytes fed: each chunk is decoded once, split once, and only an
     unterminated last line is carried to the next chunk (a line can only be re-scanned when it
     spans chunks, and then only its own bytes). Memory is bounded by the longest line plus the
-    event being assembled; callers that accept untrusted streams should cap both through
-    ``max_line_bytes`` (counted in decoded characters, excluding the line end; every line is
-    held to it, whether it arrived in one chunk or many, so the outcome never depends on how
-    the stream was cut).
+    event being assembled; callers that accept untrusted streams should cap both:
+    ``max_line_bytes`` holds every line (excluding its line end) and ``max_event_bytes`` the
+    data of one event (its ``data:`` values joined with LF, as it would be dispatched), both
+    counted in decoded characters (at most the bytes they came from). Each is checked when a
+    line is complete, or as soon as an unterminated line is already too long, so the outcome
+    never depends on how the stream was cut; going over raises :class:`ProtocolError`.
 
     After :meth:`close`, the same decoder reads the next response of a reconnecting reader:
-    ``last_event_id`` and ``retry`` carry over, as they do for an EventSource.
+    ``last_event_id`` and ``retry`` carry over, as they do for an EventSource. A reader that
+    resumes from an id it kept elsewhere passes it as ``last_event_id``.
     """
 
-    def __init__(self, *, max_line_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_line_bytes: int | None = None,
+        max_event_bytes: int | None = None,
+        last_event_id: str = "",
+    ) -> None:
         self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._partial: list[str] = []  # pieces of an unterminated line from earlier chunks
         self._partial_len = 0
         self._skip_lf = False  # the previous chunk ended with CR: a leading LF belongs to it
         self._seen_first_char = False
         self._max_line = max_line_bytes
+        self._max_event = max_event_bytes
         self._data: list[str] = []
+        self._data_len = 0  # len("\n".join(self._data)), kept as lines arrive
         self._event_type = ""
-        self._id_buffer = ""
-        self.last_event_id = ""
+        self._id_buffer = last_event_id
+        self.last_event_id = last_event_id
         """The reader's last event ID string: what an EventSource sends as Last-Event-ID."""
         self.retry: int | None = None
         """The reconnection time the stream asked for, in milliseconds, if any."""
@@ -165,6 +176,7 @@ class EventStreamDecoder:
         self._partial_len = 0
         self._skip_lf = False
         self._data = []
+        self._data_len = 0
         self._event_type = ""
         self._id_buffer = self.last_event_id
         self._seen_first_char = False  # the next response may start with its own BOM
@@ -225,6 +237,9 @@ class EventStreamDecoder:
             if value.startswith(" "):
                 value = value[1:]
         if name == "data":
+            self._data_len += len(value) + (1 if self._data else 0)
+            if self._max_event is not None and self._data_len > self._max_event:
+                raise ProtocolError(f"event data longer than {self._max_event} characters")
             self._data.append(value)
         elif name == "event":
             self._event_type = value
@@ -245,4 +260,5 @@ class EventStreamDecoder:
         data = "\n".join(self._data)
         out.append(ServerSentEvent(self._event_type or "message", data, self.last_event_id))
         self._data = []
+        self._data_len = 0
         self._event_type = ""

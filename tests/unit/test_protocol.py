@@ -30,10 +30,10 @@ BOM = "\ufeff".encode()
 
 
 def parse(
-    *chunks: bytes, max_line_bytes: int | None = None
+    *chunks: bytes, max_line_bytes: int | None = None, max_event_bytes: int | None = None
 ) -> tuple[list[Item], EventStreamDecoder]:
     """Feed ``chunks`` in order, then end the stream; returns everything read and the decoder."""
-    decoder = EventStreamDecoder(max_line_bytes=max_line_bytes)
+    decoder = EventStreamDecoder(max_line_bytes=max_line_bytes, max_event_bytes=max_event_bytes)
     items: list[Item] = []
     for chunk in chunks:
         items.extend(decoder.feed(chunk))
@@ -385,6 +385,16 @@ def test_after_close_the_next_response_starts_afresh_but_keeps_id_and_retry() ->
     assert decoder.retry == 50
 
 
+def test_a_decoder_may_start_from_a_known_last_event_id() -> None:
+    decoder = EventStreamDecoder(last_event_id="41")
+    # Events without an id of their own carry it, as after a reconnect.
+    assert decoder.feed(b"data: a\n\nid: 42\ndata: b\n\n") == [
+        message("a", "41"),
+        message("b", "42"),
+    ]
+    assert decoder.last_event_id == "42"
+
+
 def test_close_drops_a_cut_utf8_sequence() -> None:
     decoder = EventStreamDecoder()
     decoder.feed(b"data: \xe2\x82")
@@ -425,6 +435,55 @@ def test_a_line_exactly_at_the_cap_is_read() -> None:
 def test_the_line_cap_does_not_count_the_line_end_or_the_bom() -> None:
     raw = BOM + b"data: " + b"x" * 94 + b"\r\n\r\n"
     assert len(parse(raw, max_line_bytes=100)[0]) == 1
+
+
+# -- event size cap --------------------------------------------------------------------------
+
+
+def test_an_event_assembled_from_many_short_lines_is_held_to_the_event_cap() -> None:
+    # Every line is well under the line cap; together they are over the event cap.
+    decoder = EventStreamDecoder(max_line_bytes=20, max_event_bytes=100)
+    with pytest.raises(ProtocolError):
+        decoder.feed(b"data: xxxxxxxxx\n" * 11)
+
+
+def test_the_event_cap_raises_before_the_event_is_dispatched() -> None:
+    # A stream that never sends the blank line must not grow the reader's memory without bound.
+    decoder = EventStreamDecoder(max_event_bytes=100)
+    decoder.feed(b"data: " + b"x" * 60 + b"\n")
+    with pytest.raises(ProtocolError):
+        decoder.feed(b"data: " + b"x" * 60 + b"\n")
+
+
+def test_an_event_exactly_at_the_cap_is_read() -> None:
+    # 50 + LF + 49 = 100 characters of data, as dispatched.
+    raw = b"data: " + b"x" * 50 + b"\ndata: " + b"y" * 49 + b"\n\n"
+    decoder = EventStreamDecoder(max_event_bytes=100)
+    assert decoder.feed(raw) == [message("x" * 50 + "\n" + "y" * 49)]
+
+
+def test_the_event_cap_counts_the_line_feeds_that_join_data_lines() -> None:
+    # 101 empty data lines dispatch as 100 LFs; one more line is one more character.
+    assert parse(b"data\n" * 101 + b"\n", max_event_bytes=100)[0] == [message("\n" * 100)]
+    with pytest.raises(ProtocolError):
+        parse(b"data\n" * 102 + b"\n", max_event_bytes=100)
+
+
+def test_the_event_cap_applies_to_each_event_on_its_own() -> None:
+    raw = (b"data: " + b"x" * 80 + b"\n\n") * 5
+    assert len(parse(raw, max_event_bytes=100)[0]) == 5
+
+
+def test_the_event_cap_does_not_count_other_fields_or_comments() -> None:
+    raw = b": " + b"c" * 200 + b"\nid: " + b"i" * 200 + b"\nevent: e\ndata: ok\n\n"
+    assert parse(raw, max_event_bytes=10)[0] == [Comment("c" * 200), message("ok", "i" * 200, "e")]
+
+
+def test_an_event_discarded_at_the_end_of_a_stream_does_not_count_against_the_next() -> None:
+    decoder = EventStreamDecoder(max_event_bytes=100)
+    decoder.feed(b"data: " + b"x" * 90 + b"\n")
+    decoder.close()  # the response ended mid-event; a reconnect starts afresh
+    assert decoder.feed(b"data: " + b"y" * 90 + b"\n\n") == [message("y" * 90)]
 
 
 def test_a_long_line_in_small_chunks_is_read_in_linear_time() -> None:
@@ -629,3 +688,16 @@ def test_comments_round_trip(text: str, data: st.DataObject) -> None:
     lines = re.split(r"\r\n|\r|\n", text) if text else [""]
     items, _ = parse(*data.draw(chunked(encode_comment(text))))
     assert items == [Comment(line) for line in lines]
+
+
+@given(sse_ish_bytes, st.integers(0, 12), st.data())
+def test_the_event_cap_does_not_depend_on_how_the_bytes_are_cut(
+    raw: bytes, cap: int, data: st.DataObject
+) -> None:
+    def outcome(chunks: list[bytes]) -> object:
+        try:
+            return _everything(EventStreamDecoder(max_event_bytes=cap), chunks)
+        except ProtocolError:
+            return ProtocolError
+
+    assert outcome(data.draw(chunked(raw))) == outcome([raw])
