@@ -12,7 +12,9 @@ if [ ! -x .venv/bin/python ]; then
   echo "creating .venv with $($PY --version)" >&2
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[dev]'
+# This machine's pip config names extra local indexes that may not exist: drop that noise.
+quiet_pip() { .venv/bin/python -m pip "$@" 2> >(grep -v "^WARNING: Location 'file:" >&2); }
+quiet_pip install --quiet --upgrade pip
+quiet_pip install --quiet -e '.[dev]'
 rm -f .venv/.installed-*
 touch "$stamp"

@@ -18,7 +18,7 @@ import math
 import secrets
 import time
 
-from .errors import SSEError, TooManyRequests
+from .errors import PayloadTooLarge, SSEError, TooManyRequests
 from .stores.base import EventStore
 
 __all__ = ["PublishRate", "StreamLeases"]
@@ -96,10 +96,10 @@ class PublishRate:
             return
         limit = math.floor(self.per_second)
         if events > limit:
-            raise TooManyRequests(
+            # Waiting would never help: this is a request too large for the client's rate.
+            raise PayloadTooLarge(
                 f"{events} events in one request exceed the rate of {limit} events/s; "
-                "send smaller batches",
-                retry_after=1,
+                "send smaller batches"
             )
         now = time.time()
         second = int(now)

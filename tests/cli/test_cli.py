@@ -353,3 +353,42 @@ def test_without_the_token_the_service_refuses(secured: UvicornServer, channel: 
     assert status == 1 and "401 unauthorized" in err
     status, _, err = cli("tail", channel, "--server", secured.url)
     assert status == 1 and "401 unauthorized" in err
+
+
+# -- token, hash-key ---------------------------------------------------------------------------
+
+JWT_SECRET = "cli-test-secret-" + "s" * 32
+
+
+@pytest.fixture(scope="module")
+def token_server() -> Iterator[UvicornServer]:
+    env = {"SSE_JWT_SECRET": JWT_SECRET, "SSE_ALLOW_ANONYMOUS": "false"}
+    with UvicornServer(env) as running:
+        yield running
+
+
+def test_a_minted_token_is_honoured_for_its_grants_only(
+    token_server: UvicornServer, channel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSE_JWT_SECRET", JWT_SECRET)
+    status, out, _ = cli("token", "ana", "--publish", f"{channel}/*", "--ttl", "60")
+    assert status == 0
+    token = out.strip()
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"{token_server.url}/channels/{channel}/x/events"
+    assert httpx.post(url, json={"data": 1}, headers=headers).status_code == 201
+    other = f"{token_server.url}/channels/elsewhere/events"
+    assert httpx.post(other, json={"data": 1}, headers=headers).status_code == 403
+
+
+def test_token_refuses_to_sign_without_a_long_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SSE_JWT_SECRET", raising=False)
+    status, out, err = cli("token", "ana", "--secret", "short")
+    assert status == 1 and out == "" and "32+ bytes" in err
+
+
+def test_hash_key_prints_the_configured_form() -> None:
+    status, out, _ = cli("hash-key", "my-key")
+    assert status == 0
+    assert out.strip() == hash_key("my-key")
+    assert out.startswith("sha256:") and "my-key" not in out

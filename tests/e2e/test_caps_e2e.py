@@ -111,4 +111,4 @@ async def test_publishing_is_capped_per_second(http: httpx.AsyncClient, store_na
         await asyncio.sleep(1.1)
         assert (await http.post(url, json={"data": "later"})).status_code == 201
         big = await http.post(url, json=[{"data": n} for n in range(6)])
-        assert big.status_code == 429 and "smaller batches" in big.json()["detail"]
+        assert big.status_code == 413 and "smaller batches" in big.json()["detail"]

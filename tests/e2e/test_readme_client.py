@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from serverless_sse.auth import hash_key
 from tests.servers import ROOT, UvicornServer
 
 pytestmark = pytest.mark.e2e
@@ -75,7 +76,12 @@ def test_the_async_example_follows_a_task_until_it_is_closed(server: UvicornServ
 
 def test_the_command_line_examples_run(server: UvicornServer) -> None:
     [block] = code_blocks("Command line", "sh")
-    env = {**os.environ, "SSE_SERVER": server.url, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "SSE_SERVER": server.url,
+        "SSE_JWT_SECRET": "readme-example-secret-" + "x" * 16,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+    }
     script = []
     for line in block.splitlines():
         if line.startswith("serverless-sse serve"):
@@ -97,3 +103,5 @@ def test_the_command_line_examples_run(server: UvicornServer) -> None:
     assert 'chat {"text":"hello"}' in out  # tail --from-start
     assert '{"id":' in result.stdout and '"data": "hi there"' in result.stdout  # --json
     assert "published 5000 events to rooms/lobby" in result.stderr
+    assert hash_key("my-api-key") in out  # hash-key
+    assert any(line.count(".") == 2 and line.startswith("eyJ") for line in out)  # token

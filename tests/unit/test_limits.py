@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from serverless_sse.errors import TooManyRequests
+from serverless_sse.errors import PayloadTooLarge, TooManyRequests
 from serverless_sse.limits import PublishRate, StreamLeases
 from serverless_sse.stores.memory import MemoryStore
 
@@ -72,7 +72,7 @@ async def test_publishing_beyond_the_rate_is_refused_until_the_next_second() -> 
 
 async def test_a_batch_larger_than_the_rate_can_never_pass() -> None:
     rate = PublishRate(MemoryStore(), per_second=5)
-    with pytest.raises(TooManyRequests, match="smaller batches"):
+    with pytest.raises(PayloadTooLarge, match="smaller batches"):
         await rate.charge("sub:a", 6)
 
 

@@ -17,7 +17,7 @@ from .. import __version__
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ("serve", "tail", "publish")
+COMMANDS = ("serve", "tail", "publish", "token")
 """Modules of this package, one per subcommand, in the order ``--help`` lists them."""
 
 

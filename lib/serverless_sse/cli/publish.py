@@ -145,9 +145,9 @@ class BatchSender:
     """Publishes events in order, in batches of at most ``size``.
 
     A batch the service refuses stored nothing. When it is refused as too large (413: more
-    events than ``SSE_MAX_BATCH_EVENTS``, or a body over ``SSE_MAX_BODY_BYTES``), or is still
-    rate-limited (429) once the publisher's own retries are spent (a batch larger than a
-    client's events per second never passes), it is split in two and each half sent; later
+    events than ``SSE_MAX_BATCH_EVENTS`` or than the client's events per second, or a body
+    over ``SSE_MAX_BODY_BYTES``), or is still rate-limited (429) once the publisher's own
+    retries are spent, it is split in two and each half sent; later
     batches start from the size that fitted. A single event refused so is an error.
     """
 
