@@ -60,6 +60,19 @@ class ChannelClosed(SSEError):
     code = "channel_closed"
 
 
+class Conflict(SSEError):
+    """The request contradicts state that already exists."""
+
+    status = 409
+    code = "conflict"
+
+
+class AlreadyVoted(Conflict):
+    """A client voted in this poll already, for another option (a vote is final)."""
+
+    code = "already_voted"
+
+
 class PayloadTooLarge(SSEError):
     status = 413
     code = "payload_too_large"
@@ -94,3 +107,17 @@ class StoreUnavailable(SSEError):
 
     status = 503
     code = "store_unavailable"
+
+
+class QueueUnavailable(SSEError):
+    """The job queue did not answer; the job was not enqueued."""
+
+    status = 503
+    code = "queue_unavailable"
+
+
+class Busy(SSEError):
+    """A shared resource stayed taken for longer than the request may wait."""
+
+    status = 503
+    code = "busy"
