@@ -121,3 +121,19 @@ class Busy(SSEError):
 
     status = 503
     code = "busy"
+
+
+class ResponderFailed(SSEError):
+    """The responder (a model behind HTTP, most often) could not produce an answer.
+
+    ``reason`` says how: ``upstream_status`` (it answered with an error status),
+    ``upstream_error`` (an error in its stream), ``upstream_unreachable``,
+    ``upstream_incomplete`` (its stream ended before ``[DONE]``), ``upstream_invalid``.
+    """
+
+    status = 502
+    code = "responder_failed"
+
+    def __init__(self, detail: str, *, reason: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
