@@ -8,7 +8,10 @@ The request's ``model`` picks what it does:
 - ``status-error``: ``500`` with an OpenAI-style JSON error;
 - ``stream-error``: one piece, then an error chunk;
 - ``truncated``: two pieces, then the connection ends without ``[DONE]``;
-- ``slow``: a first piece at once, then one piece a second.
+- ``slow``: a first piece at once, then one piece a second;
+- ``script``: by the user's message: ``[fail]`` in it is ``status-error``, ``[slow]`` is
+  ``slow``, ``[cut]`` is ``truncated``, anything else is ``echo`` (one server for a service
+  test that needs every behaviour).
 
 Every request needs ``Authorization: Bearer test-key`` (``401`` otherwise). ``GET /requests``
 lists the bodies received so far.
@@ -92,6 +95,10 @@ async def completions(request: Request) -> Response:
         error = {"error": {"message": "Incorrect API key provided", "type": "invalid_request"}}
         return JSONResponse(error, status_code=401)
     model = body.get("model")
+    said = body["messages"][-1]["content"]
+    if model == "script":
+        markers = {"[fail]": "status-error", "[slow]": "slow", "[cut]": "truncated"}
+        model = next((m for marker, m in markers.items() if marker in said), "echo")
     if model == "status-error":
         error = {"error": {"message": "The server is overloaded", "type": "server_error"}}
         return JSONResponse(error, status_code=500)
@@ -100,7 +107,7 @@ async def completions(request: Request) -> Response:
         "stream-error": stream_error,
         "truncated": truncated,
         "slow": slow,
-        "echo": lambda: echo(body["messages"][-1]["content"]),
+        "echo": lambda: echo(said),
     }
     if model not in streams:
         return JSONResponse({"error": {"message": f"unknown model {model}"}}, status_code=404)
