@@ -61,16 +61,11 @@ class ChannelClosed(SSEError):
 
 
 class Conflict(SSEError):
-    """The request contradicts state that already exists."""
+    """The request conflicts with the current state (a finished task, a server that is
+    already stopped, a resource another request is changing right now)."""
 
     status = 409
     code = "conflict"
-
-
-class AlreadyVoted(Conflict):
-    """A client voted in this poll already, for another option (a vote is final)."""
-
-    code = "already_voted"
 
 
 class PayloadTooLarge(SSEError):
@@ -116,13 +111,6 @@ class QueueUnavailable(SSEError):
     code = "queue_unavailable"
 
 
-class Busy(SSEError):
-    """A shared resource stayed taken for longer than the request may wait."""
-
-    status = 503
-    code = "busy"
-
-
 class ResponderFailed(SSEError):
     """The responder (a model behind HTTP, most often) could not produce an answer.
 
@@ -137,3 +125,9 @@ class ResponderFailed(SSEError):
     def __init__(self, detail: str, *, reason: str) -> None:
         super().__init__(detail)
         self.reason = reason
+
+
+class AlreadyVoted(Conflict):
+    """A client voted in this poll already, for another option (a vote is final)."""
+
+    code = "already_voted"

@@ -35,7 +35,6 @@ __all__ = [
     "validate_text",
 ]
 
-M = TypeVar("M", bound=BaseModel)
 
 CHANNEL_MAX_LENGTH = 200
 _CHANNEL_CHARS = re.compile(r"[A-Za-z0-9_.:/-]{1,200}")
@@ -176,6 +175,20 @@ def _validation_detail(exc: PydanticValidationError) -> str:
     return "; ".join(parts)
 
 
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def parse_model(raw: bytes, model: type[ModelT]) -> ModelT:
+    """A JSON request body validated into ``model``: 400 for malformed JSON, 422 for the wrong
+    shape (with what was wrong). An empty body is ``{}``, so a model whose fields all have
+    defaults makes the body optional."""
+    body = parse_json(raw) if raw.strip() else {}
+    try:
+        return model.model_validate(body)
+    except PydanticValidationError as exc:
+        raise ValidationFailed(_validation_detail(exc)) from None
+
+
 def parse_publish_body(raw: bytes, *, max_event_bytes: int, max_batch: int) -> list[NewEvent]:
     """Validate a publish body (one event object or a list of them) into :class:`NewEvent` s.
 
@@ -210,16 +223,6 @@ def parse_close_body(raw: bytes, *, max_event_bytes: int) -> NewEvent:
     except PydanticValidationError as exc:
         raise ValidationFailed(_validation_detail(exc)) from None
     return NewEvent(body.type, _encode_data(body.data, max_event_bytes))
-
-
-def parse_model(raw: bytes, model: type[M]) -> M:
-    """A request body validated into ``model``: 400 for malformed JSON, 422 for the wrong
-    shape (the detail names the fields)."""
-    body = parse_json(raw)
-    try:
-        return model.model_validate(body)
-    except PydanticValidationError as exc:
-        raise ValidationFailed(_validation_detail(exc)) from None
 
 
 def iso_time(timestamp: float) -> str:

@@ -8,8 +8,8 @@ client's previous choice, and it is enforced atomically by the store
 (``put_value(only_if_absent)`` on the voter's key), on every instance.
 
 Every vote appends a ``vote_update`` with the poll's full tallies to the ``votes`` channel.
-Votes on one poll take a short lock (:func:`serverless_sse.locks.locked`) around count, read
-and append, so updates appear in the log in the order of the counts they carry: a client that
+Votes on one poll take a short lock (:class:`serverless_sse.locks.StoreLock`) around count,
+read and append, so updates appear in the log in the order of the counts they carry: a client that
 shows the latest ``vote_update`` never shows a tally going backwards. Cost: about 8 + options
 store round trips per vote, one vote at a time per poll.
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from .errors import AlreadyVoted, ValidationFailed
 from .events import NewEvent, dumps, iso_time
-from .locks import locked
+from .locks import StoreLock
 from .stores.base import EventStore
 
 __all__ = ["VOTES_CHANNEL", "Polls", "Vote"]
@@ -77,7 +77,7 @@ class Polls:
         store = self.store
         base = f"poll/{poll_id}"
         voter = f"{base}/voter/{client_id}"
-        async with locked(store, base):
+        async with StoreLock(store, base, ttl=10.0, wait=5.0):
             earlier = await store.get_value(voter)
             if earlier is not None and earlier != option:
                 raise AlreadyVoted(

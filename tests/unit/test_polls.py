@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from serverless_sse.errors import AlreadyVoted, Busy, ValidationFailed
-from serverless_sse.locks import locked
+from serverless_sse.errors import AlreadyVoted, Conflict, ValidationFailed
+from serverless_sse.locks import StoreLock
 from serverless_sse.polls import VOTES_CHANNEL, Polls
 from serverless_sse.stores.memory import MemoryStore
 from tests.yielding import YieldingStore
@@ -104,7 +104,7 @@ async def test_a_lock_admits_one_holder_at_a_time() -> None:
 
     async def hold(n: int) -> None:
         nonlocal most
-        async with locked(store, "x"):
+        async with StoreLock(store, "x"):
             inside.append(n)
             most = max(most, len(inside))
             await asyncio.sleep(0.01)
@@ -114,17 +114,17 @@ async def test_a_lock_admits_one_holder_at_a_time() -> None:
     assert most == 1
 
 
-async def test_a_lock_held_too_long_answers_busy() -> None:
+async def test_a_lock_held_too_long_answers_conflict() -> None:
     store = MemoryStore()
-    async with locked(store, "x"):
-        with pytest.raises(Busy) as busy:
-            async with locked(store, "x", wait=0.05):
+    async with StoreLock(store, "x"):
+        with pytest.raises(Conflict) as busy:
+            async with StoreLock(store, "x", wait=0.05):
                 pass
-    assert busy.value.status == 503
+    assert busy.value.status == 409
 
 
 async def test_a_lock_whose_holder_died_frees_itself_when_its_lease_ends() -> None:
     store = MemoryStore()
-    await store.acquire_lease("lock/x", "dead-instance", limit=1, ttl=0.1)
-    async with locked(store, "x", wait=2):
+    await store.acquire_lease("lock:x", "dead-instance", limit=1, ttl=0.1)
+    async with StoreLock(store, "x", wait=2):
         pass
