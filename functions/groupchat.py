@@ -90,8 +90,10 @@ async def create_room(request: Request) -> Response:
     principal = await authenticate(request)
     if room_id is not None:
         require_publish(principal, room_channel(room_id))
+    personas = _personas(body)
+    await service.charge_publish(request)
     rooms = Rooms(service.store, max_personas=settings.max_personas_per_room)
-    room = await rooms.create(body.name, _personas(body), room_id=room_id)
+    room = await rooms.create(body.name, personas, room_id=room_id)
     return JSONResponse(room.to_json(), status_code=201)
 
 
@@ -120,6 +122,7 @@ async def group_sse(request: Request) -> Response:
     body = parse_model(await read_body(request, limit=settings.max_body_bytes), GroupMessage)
     message = validate_text(body.message, "message", settings.max_text_chars)
     key = idempotency_key(request)
+    await service.charge_publish(request)
     rooms = Rooms(service.store, max_personas=settings.max_personas_per_room)
     room = await rooms.get_or_create(room_id)
     chat = GroupChat.from_settings(service.store, settings)

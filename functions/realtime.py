@@ -120,6 +120,7 @@ async def vote(request: Request) -> Response:
     body = parse_model(await read_body(request, limit=settings.max_body_bytes), VoteBody)
     client_id = validate_name(body.client_id, "client_id")
     poll_id = validate_name(body.poll_id, "poll_id")
+    await service.charge_publish(request)
     polls = Polls(service.store, max_options=settings.max_poll_options)
     result = await polls.vote(poll_id, client_id, body.option)
     answer = {
@@ -157,6 +158,7 @@ async def chat_message(request: Request) -> Response:
     client_id = validate_name(body.client_id, "client_id")
     text = validate_text(body.text, "text", settings.max_text_chars)
     message_id = body.message_id or uuid.uuid4().hex
+    await service.charge_publish(request)
     message, seq, epoch, repeated = await post_chat_message(
         service.store, client_id, text, message_id
     )
@@ -174,6 +176,7 @@ async def ask(request: Request) -> Response:
     require_publish(await authenticate(request), channel)
     question = validate_text(body.question, "question", settings.max_text_chars)
     request_key = request_id(f"ai/{client_id}", idempotency_key(request))
+    await service.charge_publish(request)
     assistant = Assistant.from_settings(service.store, settings)
     deadline = await assistant.ask(service.queue, client_id, question, request_key)
     answer = {"request_id": request_key, "channel": channel, "deadline": iso_time(deadline)}
