@@ -102,7 +102,7 @@ async def get_room(request: Request) -> Response:
     room_id = _room_id(request)
     require_subscribe(await authenticate(request), [room_channel(room_id)])
     rooms = Rooms(service.store, max_personas=service.settings.max_personas_per_room)
-    room = await rooms.get_or_create(room_id)
+    room = await rooms.get_or_default(room_id)
     answer = room.to_json()
     user_id = request.query_params.get("userId")
     if user_id:

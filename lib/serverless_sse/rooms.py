@@ -92,6 +92,11 @@ class Rooms:
         stored = await self.store.get_value(self._key(room_id))
         return Room.loads(stored) if stored is not None else None
 
+    async def get_or_default(self, room_id: str) -> Room:
+        """The room, or the one its id would get on first use (nothing is stored)."""
+        room = await self.get(room_id)
+        return room if room is not None else Room(room_id, room_id, DEFAULT_PERSONAS, time.time())
+
     async def get_or_create(self, room_id: str) -> Room:
         """The room, made with the default personas if its id is used for the first time."""
         room = await self.get(room_id)

@@ -259,3 +259,36 @@ async def test_bad_input_is_refused_and_stores_nothing(http: httpx.AsyncClient) 
     ).status_code == 422
     history = (await http.get(f"/channels/rooms/{room_id}/events")).json()
     assert history["events"] == []
+
+
+@pytest.fixture(scope="module")
+def keyed_server() -> Iterator[UvicornServer]:
+    """Credentials configured: from now on a Bearer token is required."""
+    with UvicornServer({"SSE_API_KEYS": "room-key"}) as running:
+        yield running
+
+
+async def test_once_credentials_are_configured_the_bearer_token_is_required(
+    keyed_server: UvicornServer,
+) -> None:
+    room_id = room()
+    body = {"message": "hi", "sender": "u1", "userName": "U"}
+    url = f"/api/chat/rooms/{room_id}/group-sse"
+    async with httpx.AsyncClient(base_url=keyed_server.url, timeout=30) as http:
+        anonymous = await http.post(url, json=body)
+        wrong = await http.post(url, json=body, headers={"Authorization": "Bearer nope"})
+        assert (anonymous.status_code, wrong.status_code) == (401, 401)
+        assert anonymous.json()["error"] == "unauthorized"
+        result = await read_stream(
+            http,
+            url,
+            method="POST",
+            json_body=body,
+            headers={"Authorization": "Bearer room-key"},
+        )
+        assert result.status == 200
+        assert kinds(result)[-2:] == ["complete", "[DONE]"]
+        history = await http.get(
+            f"/channels/rooms/{room_id}/events", headers={"X-API-Key": "room-key"}
+        )
+        assert len(history.json()["events"]) == len(result.events) - 1

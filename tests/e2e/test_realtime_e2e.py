@@ -150,7 +150,13 @@ async def test_an_ai_answer_streams_in_pieces_to_the_asking_client_only(
     http: httpx.AsyncClient,
 ) -> None:
     asker, other = uid("asker"), uid("other")
-    mine = asyncio.create_task(read_stream(http, f"/sse/ai?client_id={asker}&window=4"))
+    mine = asyncio.create_task(
+        read_stream(
+            http,
+            f"/sse/ai?client_id={asker}&window=4",
+            stop_when=lambda e: json.loads(e.data)["type"] == "ai_complete",
+        )
+    )
     theirs = asyncio.create_task(read_stream(http, f"/sse/events?client_id={other}&window=1.5"))
     await soon(mine)
     asked_at = time.monotonic()
@@ -163,8 +169,8 @@ async def test_an_ai_answer_streams_in_pieces_to_the_asking_client_only(
     assert len(pieces) > 5
     assert complete["content"] == "".join(p["content"] for p in pieces)
     assert complete["request_id"] == answer.json()["request_id"]
-    assert of_type(await theirs, "ai_response") == []
     assert time.monotonic() - asked_at < 4
+    assert of_type(await theirs, "ai_response") == []
 
 
 async def test_the_first_piece_of_an_answer_comes_quickly(http: httpx.AsyncClient) -> None:

@@ -54,3 +54,9 @@ async def test_too_many_or_repeated_personas_are_refused() -> None:
 
 async def test_an_unknown_room_is_none() -> None:
     assert await Rooms(MemoryStore(), max_personas=2).get("nope") is None
+
+
+async def test_looking_at_an_unused_room_id_shows_the_defaults_and_stores_nothing() -> None:
+    rooms = Rooms(MemoryStore(), max_personas=4)
+    assert (await rooms.get_or_default("fresh")).personas == DEFAULT_PERSONAS
+    assert await rooms.get("fresh") is None
