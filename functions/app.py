@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from serverless_sse.jobs import in_process_worker
 from serverless_sse.service import create_app
 
-from . import channels
+from . import channels, groupchat, realtime
 
-routes = [*channels.routes]
+routes = [*channels.routes, *realtime.routes, *groupchat.routes]
 
-app = create_app(routes)
+# Locally the answer worker runs in this process (SSE_WORKER=off when it runs elsewhere).
+app = create_app(routes, background=[in_process_worker])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,14 +46,20 @@ async def read_stream(
     headers: dict[str, str] | None = None,
     max_seconds: float = 30.0,
     stop_after_events: int | None = None,
+    method: str = "GET",
+    json_body: Any = None,
+    stop_when: Callable[[ServerSentEvent], bool] | None = None,
 ) -> StreamResult:
-    """Read one response to its end (or until ``stop_after_events`` events, then hang up)."""
+    """Read one response to its end (or until ``stop_after_events`` events, then hang up).
+
+    ``method`` and ``json_body`` read a stream that answers a POST (the group chat's);
+    ``stop_when`` hangs up after the first event it accepts."""
     request_headers = dict(headers or {})
     if last_event_id:
         request_headers["Last-Event-ID"] = last_event_id
     started = time.monotonic()
     async with client.stream(
-        "GET", url, headers=request_headers, timeout=httpx.Timeout(max_seconds)
+        method, url, headers=request_headers, json=json_body, timeout=httpx.Timeout(max_seconds)
     ) as response:
         result = StreamResult(response.status_code, response.headers)
         if response.status_code != 200:
@@ -62,12 +69,16 @@ async def read_stream(
         async for chunk in response.aiter_raw():
             if result.first_byte_after is None:
                 result.first_byte_after = time.monotonic() - started
+            stop = False
             for item in decoder.feed(chunk):
                 if isinstance(item, Comment):
                     result.comments.append((time.monotonic() - started, item))
                 else:
                     result.events.append(item)
+                    stop = stop or (stop_when is not None and stop_when(item))
             if stop_after_events is not None and len(result.events) >= stop_after_events:
+                break
+            if stop:
                 break
             if time.monotonic() - started > max_seconds:
                 raise TimeoutError(f"stream {url} ran past {max_seconds}s")

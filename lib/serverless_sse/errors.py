@@ -60,6 +60,14 @@ class ChannelClosed(SSEError):
     code = "channel_closed"
 
 
+class Conflict(SSEError):
+    """The request conflicts with the current state (a finished task, a server that is
+    already stopped, a resource another request is changing right now)."""
+
+    status = 409
+    code = "conflict"
+
+
 class PayloadTooLarge(SSEError):
     status = 413
     code = "payload_too_large"
@@ -94,3 +102,32 @@ class StoreUnavailable(SSEError):
 
     status = 503
     code = "store_unavailable"
+
+
+class QueueUnavailable(SSEError):
+    """The job queue did not answer; the job was not enqueued."""
+
+    status = 503
+    code = "queue_unavailable"
+
+
+class ResponderFailed(SSEError):
+    """The responder (a model behind HTTP, most often) could not produce an answer.
+
+    ``reason`` says how: ``upstream_status`` (it answered with an error status),
+    ``upstream_error`` (an error in its stream), ``upstream_unreachable``,
+    ``upstream_incomplete`` (its stream ended before ``[DONE]``), ``upstream_invalid``.
+    """
+
+    status = 502
+    code = "responder_failed"
+
+    def __init__(self, detail: str, *, reason: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class AlreadyVoted(Conflict):
+    """A client voted in this poll already, for another option (a vote is final)."""
+
+    code = "already_voted"

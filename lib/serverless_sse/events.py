@@ -10,7 +10,8 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
@@ -25,10 +26,15 @@ __all__ = [
     "PublishItem",
     "StoredEvent",
     "dumps",
+    "iso_time",
     "parse_close_body",
+    "parse_model",
     "parse_publish_body",
     "validate_channel",
+    "validate_name",
+    "validate_text",
 ]
+
 
 CHANNEL_MAX_LENGTH = 200
 _CHANNEL_CHARS = re.compile(r"[A-Za-z0-9_.:/-]{1,200}")
@@ -51,6 +57,26 @@ def validate_channel(name: str) -> str:
         if segment in ("", ".", ".."):
             raise InvalidChannel("channel name segments must not be empty, '.' or '..'")
     return name
+
+
+_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def validate_name(value: str, what: str) -> str:
+    """Return ``value`` if it can name a thing inside a channel name (a client, a poll, a
+    room): 1-64 characters of ``[A-Za-z0-9_.:-]``, not ``.`` or ``..``; else 422."""
+    if not _NAME.fullmatch(value) or value in (".", ".."):
+        raise ValidationFailed(f"{what} is 1-64 characters of letters, digits and _ . : -")
+    return value
+
+
+def validate_text(value: str, what: str, limit: int) -> str:
+    """Return ``value`` if it is a non-blank text of at most ``limit`` characters; else 422."""
+    if not value.strip():
+        raise ValidationFailed(f"{what} is empty")
+    if len(value) > limit:
+        raise ValidationFailed(f"{what} is {len(value)} characters; the limit is {limit}")
+    return value
 
 
 def dumps(value: Any) -> str:
@@ -149,6 +175,20 @@ def _validation_detail(exc: PydanticValidationError) -> str:
     return "; ".join(parts)
 
 
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def parse_model(raw: bytes, model: type[ModelT]) -> ModelT:
+    """A JSON request body validated into ``model``: 400 for malformed JSON, 422 for the wrong
+    shape (with what was wrong). An empty body is ``{}``, so a model whose fields all have
+    defaults makes the body optional."""
+    body = parse_json(raw) if raw.strip() else {}
+    try:
+        return model.model_validate(body)
+    except PydanticValidationError as exc:
+        raise ValidationFailed(_validation_detail(exc)) from None
+
+
 def parse_publish_body(raw: bytes, *, max_event_bytes: int, max_batch: int) -> list[NewEvent]:
     """Validate a publish body (one event object or a list of them) into :class:`NewEvent` s.
 
@@ -183,3 +223,9 @@ def parse_close_body(raw: bytes, *, max_event_bytes: int) -> NewEvent:
     except PydanticValidationError as exc:
         raise ValidationFailed(_validation_detail(exc)) from None
     return NewEvent(body.type, _encode_data(body.data, max_event_bytes))
+
+
+def iso_time(timestamp: float) -> str:
+    """A Unix time as ISO 8601 in UTC with milliseconds: ``2025-01-18T10:30:00.000Z``."""
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -28,6 +28,7 @@ from .events import EventFormat
 __all__ = [
     "error_response",
     "event_format",
+    "idempotency_key",
     "last_event_id",
     "query_float",
     "query_int",
@@ -160,3 +161,14 @@ class CORS(CORSMiddleware):
         return JSONResponse(
             {"error": "cors_refused", "detail": detail}, status_code=400, headers=headers
         )
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The ``Idempotency-Key`` header (1-200 printable ASCII characters), if sent: a request
+    repeated with it does its work once."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not 0 < len(key) <= 200 or not all("\x21" <= c <= "\x7e" for c in key):
+        raise ValidationFailed("Idempotency-Key is 1-200 printable ASCII characters, no spaces")
+    return key

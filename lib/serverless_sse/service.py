@@ -1,12 +1,14 @@
-"""The running service: settings, the store, the fan-out registry and the open windows, owned
-by the app's lifespan; and :func:`create_app`, which every function module uses to become an
-ASGI app (locally under uvicorn, on Lambda under the Web Adapter or Mangum)."""
+"""The running service: settings, the store, the job queue, the fan-out registry and the open
+windows, owned by the app's lifespan; and :func:`create_app`, which every function module uses
+to become an ASGI app (locally under uvicorn, on Lambda under the Web Adapter or Mangum)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
@@ -23,22 +25,29 @@ from .fanout import FeedRegistry
 from .http import CORS, handle_http_exception, handle_sse_error, handle_unexpected
 from .limits import PublishRate, StreamLeases
 from .observability import InstrumentedStore, Metrics, RequestContext, configure_logging
+from .queues import JobQueue, open_queue
+from .queues.memory import MemoryQueue
 from .responses import EventStreamResponse
 from .settings import Settings
 from .stores import EventStore, open_store
-from .window import StreamPlan, StreamWindow, Synthetic, Ticker, jittered
+from .window import EventTest, StreamPlan, StreamWindow, Synthetic, Ticker, jittered
 
-__all__ = ["Service", "create_app", "service_of"]
+__all__ = ["Background", "Service", "create_app", "service_of"]
+
+log = logging.getLogger(__name__)
 
 
 class Service:
     """Everything a request handler needs, created once per process."""
 
-    def __init__(self, settings: Settings, store: EventStore) -> None:
+    def __init__(
+        self, settings: Settings, store: EventStore, queue: JobQueue | None = None
+    ) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self.store: EventStore = InstrumentedStore(store, self.metrics)
         self.feeds = FeedRegistry(self.store, buffer_events=settings.feed_buffer_events)
+        self.queue: JobQueue = queue or MemoryQueue(visibility=settings.queue_visibility_seconds)
         self.windows: set[StreamWindow] = set()
         self.auth = Authenticator(
             key_hashes=frozenset(hash_key(k) for k in settings.api_keys),
@@ -56,7 +65,9 @@ class Service:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Service:
-        return cls(settings, open_store(settings.store, settings))
+        return cls(
+            settings, open_store(settings.store, settings), open_queue(settings.queue, settings)
+        )
 
     def window_seconds(self, requested: float | None) -> float:
         """This connection's window: ``?window=`` may shorten the configured one, never
@@ -73,21 +84,36 @@ class Service:
         window: float | None = None,
         prelude: Sequence[Synthetic] = (),
         ticker: Ticker | None = None,
+        select: EventTest | None = None,
+        until: EventTest | None = None,
+        epilogue: bytes = b"",
+        timeout_payload: Mapping[str, Any] | None = None,
+        duration: float | None = None,
     ) -> EventStreamResponse:
-        """The streaming response for a planned stream (``prelude``: events it sends first;
-        ``ticker``: periodic computed events)."""
+        """The streaming response for a planned stream (the options are
+        :class:`StreamWindow`'s). ``window`` is the client's ``?window=``; ``duration``
+        instead sets exactly how long the stream may last, for a stream that waits for one
+        outcome (it is not jittered, and still never longer than the configured window)."""
         settings = self.settings
+        if duration is not None:
+            length = min(duration, settings.window_seconds)
+        else:
+            length = self.window_seconds(window)
         stream_window = StreamWindow(
             store=self.store,
             feeds=self.feeds,
             plan=plan,
             fmt=fmt,
-            duration=self.window_seconds(window),
+            duration=length,
             heartbeat=settings.heartbeat_seconds,
             retry_ms=settings.retry_ms,
             max_lag=settings.max_lag_events,
             prelude=prelude,
             ticker=ticker,
+            select=select,
+            until=until,
+            epilogue=epilogue,
+            timeout_payload=timeout_payload,
         )
         if plan.resumed:
             self.metrics.reconnects.inc()
@@ -137,6 +163,7 @@ class Service:
         self.shutdown_streams()
         await self.stream_leases.aclose()
         await self.feeds.aclose()
+        await self.queue.aclose()
         await self.store.aclose()
 
 
@@ -145,22 +172,42 @@ def service_of(request: Request) -> Service:
     return service
 
 
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background work stopped", exc_info=task.exception())
+
+
+Background = Callable[[Service], Coroutine[Any, Any, None]]
+"""Work that runs beside the app's requests for as long as it serves (the in-process worker).
+It is cancelled when the app stops."""
+
+
 def create_app(
     routes: Sequence[BaseRoute],
     *,
     settings: Settings | None = None,
     service: Service | None = None,
+    background: Sequence[Background] = (),
 ) -> Starlette:
-    """An ASGI app serving ``routes`` with the service's lifespan, JSON errors and CORS."""
+    """An ASGI app serving ``routes`` with the service's lifespan, JSON errors and CORS, and
+    running ``background`` work beside them."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         current = service or Service.from_settings(cfg)
         configure_logging(json_logs=cfg.log_json, level=cfg.log_level)
         app.state.service = current
+        tasks: list[asyncio.Task[None]] = [
+            asyncio.create_task(work(current)) for work in background
+        ]
+        for task in tasks:
+            task.add_done_callback(_report_crash)
         try:
             yield
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await current.aclose()
 
     cfg = service.settings if service is not None else (settings or Settings())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -107,3 +107,43 @@ class Settings(BaseSettings):
                 "SSE_ALLOW_ANONYMOUS=false: refusing to start an open service"
             )
         return self
+
+    # -- votes/chat/AI and group chat (SEEDS 003, 004): queue, worker, responders ------------
+    ai_timeout_seconds: float = Field(
+        30.0, gt=0, le=600, description="longest an AI answer or a group-chat exchange may take"
+    )
+    ai_worker_concurrency: int = Field(
+        4,
+        gt=0,
+        le=256,
+        validation_alias=AliasChoices("SSE_AI_WORKER_CONCURRENCY", "AI_WORKER_CONCURRENCY"),
+        description="answers one worker computes at once",
+    )
+    worker: Literal["in-process", "off"] = Field(
+        "in-process", description="run the answer worker inside the web process, or elsewhere"
+    )
+    queue_visibility_seconds: float = Field(
+        120.0, gt=0, le=43_200, description="a taken job not acknowledged by then is redelivered"
+    )
+    queue_poll_seconds: float = Field(
+        10.0, gt=0, le=20, description="how long one take waits for a job (long poll)"
+    )
+    queue_max_attempts: int = Field(5, gt=0, description="deliveries of a failing job")
+    responder: Literal["persona", "openai"] = Field(
+        "persona", description="who writes AI answers: the built-in personas, or an HTTP model"
+    )
+    responder_piece_seconds: float = Field(
+        0.03, ge=0, le=5, description="the built-in responder's pause between pieces"
+    )
+    openai_base_url: str = Field(
+        "https://api.openai.com/v1", description="an OpenAI-compatible API (…/chat/completions)"
+    )
+    openai_api_key: SecretStr | None = None
+    openai_model: str = "gpt-4o-mini"
+    answer_cache_seconds: float = Field(
+        3600.0, ge=0, description="how long a computed answer is reused (0: not cached)"
+    )
+    exp_per_answer: int = Field(5, gt=0, description="friendship experience per exchange")
+    max_personas_per_room: int = Field(8, gt=0, le=32)
+    max_poll_options: int = Field(20, gt=0, le=100)
+    max_text_chars: int = Field(4000, gt=0, description="longest chat message or question")

@@ -6,8 +6,12 @@ when it has been quiet for a heartbeat interval, and ends:
 
 - when its time is up, with ``timeout`` carrying the cursor to resume from;
 - at once after the final event, when every channel it follows is closed;
+- at once after an event its ``until`` test picks (a stream that waits for one outcome);
 - with ``error`` when the store fails (the client resumes from its last cursor);
 - silently when the client goes away.
+
+A window may also write only some of a log's events (``select``: the cursor still moves past
+the others), and end with fixed bytes of its own (``epilogue``, e.g. ``data: [DONE]``).
 
 A reader never misses an event without being told: when its position is older than the oldest
 retained event, or its log's epoch is gone, it gets ``reset`` with the lost range first.
@@ -19,7 +23,7 @@ import asyncio
 import contextlib
 import math
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -46,6 +50,9 @@ Write = Callable[[bytes], Awaitable[None]]
 
 Synthetic = tuple[str, Any]
 """An event a stream makes itself rather than reads from a log: ``(type, payload)``."""
+
+EventTest = Callable[[StoredEvent], bool]
+"""A test of a stored event (which events a window writes, and after which one it ends)."""
 
 
 class Ticker(Protocol):
@@ -193,7 +200,16 @@ class StreamWindow:
         page: int = 1000,
         prelude: Sequence[Synthetic] = (),
         ticker: Ticker | None = None,
+        select: EventTest | None = None,
+        until: EventTest | None = None,
+        epilogue: bytes = b"",
+        timeout_payload: Mapping[str, Any] | None = None,
     ) -> None:
+        """``prelude``: events written first; ``ticker``: periodic computed events;
+        ``select``: only log events it accepts are written (the cursor moves past the others);
+        ``until``: the window ends right after writing an event it accepts; ``epilogue``:
+        bytes written last whenever the window ends by itself (not when the client went away);
+        ``timeout_payload``: fields added to the ``timeout`` event."""
         self.store = store
         self.channels = list(plan.positions)
         self.positions = dict(plan.positions)
@@ -207,6 +223,12 @@ class StreamWindow:
         self._single = len(self.channels) == 1
         self._prelude = list(prelude)
         self._ticker = ticker
+        self._select = select
+        self._until = until
+        self._filtered = select is not None or until is not None
+        self._epilogue = epilogue
+        self._timeout_payload = dict(timeout_payload or {})
+        self._reached_until = False
         self._done: set[str] = set()
         # A stream may fall behind by max_lag events beyond the backlog it started with: a
         # reconnect with a large backlog still gets all of it; one that cannot keep up does not
@@ -245,6 +267,11 @@ class StreamWindow:
     # -- the loop --------------------------------------------------------------------------
 
     async def run(self, write: Write) -> None:
+        await self._run(write)
+        if self._epilogue and not self._disconnected:
+            await write(self._epilogue)
+
+    async def _run(self, write: Write) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.duration
         wake = self._wake
@@ -273,7 +300,7 @@ class StreamWindow:
                 if frames:
                     await write(b"".join(frames))
                     last_write = loop.time()
-                if len(self._done) == len(self.channels):
+                if self._reached_until or len(self._done) == len(self.channels):
                     self.ended_by = "complete"
                     return
                 now = loop.time()
@@ -312,7 +339,11 @@ class StreamWindow:
     async def _end(self, write: Write, reason: str) -> None:
         """End with ``timeout``: the client reconnects with the cursor it carries."""
         self.ended_by = self._ENDINGS[reason]
-        payload: dict[str, Any] = {"reason": reason, "retry_ms": self._retry_ms}
+        payload: dict[str, Any] = {
+            "reason": reason,
+            "retry_ms": self._retry_ms,
+            **self._timeout_payload,
+        }
         await write(control_frame("timeout", payload, self.cursor(), self._fmt))
 
     def _synthetic(self, events: Sequence[Synthetic]) -> list[bytes]:
@@ -325,7 +356,7 @@ class StreamWindow:
         """Gather every ready event of every channel into ``frames``; true if more may wait."""
         more = False
         for channel in self.channels:
-            if channel in self._done:
+            if channel in self._done or self._reached_until:
                 continue
             feed = feeds[channel]
             items = feed.after(self.positions[channel])
@@ -359,6 +390,9 @@ class StreamWindow:
 
     def _deliver_items(self, channel: str, items: list[FeedItem], frames: list[bytes]) -> None:
         fmt = self._fmt
+        if self._filtered:
+            self._deliver_selected(channel, ((i.epoch, i.event, i) for i in items), frames)
+            return
         if self._single:
             frames.extend(item.frame(channel, fmt) for item in items)
             last = items[-1]
@@ -374,9 +408,35 @@ class StreamWindow:
         self, channel: str, epoch: str, events: list[StoredEvent], frames: list[bytes]
     ) -> None:
         fmt = self._fmt
+        if self._filtered:
+            self._deliver_selected(channel, ((epoch, e, None) for e in events), frames)
+            return
         positions = self.positions
         for event in events:
             positions[channel] = Position(epoch, event.seq)
             body = event_body(event.type, event.data, fmt)
             frames.append(with_id(Cursor.encode_positions(positions), body))
         self.delivered += len(events)
+
+    def _deliver_selected(
+        self,
+        channel: str,
+        events: Iterable[tuple[str, StoredEvent, FeedItem | None]],
+        frames: list[bytes],
+    ) -> None:
+        """Write the events ``select`` accepts, and stop after the first ``until`` accepts.
+
+        Bodies are made only for the events written (shared through the feed's item if the
+        event came from one)."""
+        select, until, fmt = self._select, self._until, self._fmt
+        positions = self.positions
+        for epoch, event, item in events:
+            positions[channel] = Position(epoch, event.seq)
+            if select is not None and not select(event):
+                continue
+            body = item.body(fmt) if item is not None else event_body(event.type, event.data, fmt)
+            frames.append(with_id(Cursor.encode_positions(positions), body))
+            self.delivered += 1
+            if until is not None and until(event):
+                self._reached_until = True
+                return

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -16,7 +16,7 @@ import pytest
 from serverless_sse import fanout
 from serverless_sse.cursor import Cursor, Position
 from serverless_sse.errors import CursorError, StoreUnavailable
-from serverless_sse.events import EventFormat, NewEvent
+from serverless_sse.events import EventFormat, NewEvent, StoredEvent
 from serverless_sse.fanout import FeedRegistry
 from serverless_sse.protocol import Comment, EventStreamDecoder, ServerSentEvent
 from serverless_sse.stores.base import ReadResult
@@ -539,3 +539,97 @@ async def test_a_ticker_adds_computed_events_on_its_interval(harness: Harness) -
     assert 5 <= len(ticks) <= 8
     assert client.messages == [1]
     assert client.events[-1].type == "timeout"
+
+
+def even(event: StoredEvent) -> bool:
+    return bool(json.loads(event.data)["n"] % 2 == 0)
+
+
+def is_n(n: int) -> Callable[[StoredEvent], bool]:
+    return lambda event: bool(json.loads(event.data)["n"] == n)
+
+
+async def test_select_writes_only_the_events_it_accepts_from_history(harness: Harness) -> None:
+    await harness.publish("c", 1, 2, 3, 4, 5)
+    client = await harness.open(["c"], from_start=True, duration=0.3, select=even)
+    await client.finished()
+    assert client.messages == [2, 4]
+    end = Cursor.decode(client.events[-1].last_event_id).position("c")
+    assert client.events[-1].type == "timeout"
+    assert end is not None and end.seq == 5  # past the events it skipped
+
+
+async def test_select_writes_only_the_events_it_accepts_live(harness: Harness) -> None:
+    client = await harness.open(["c"], duration=0.6, select=even)
+    await asyncio.sleep(0.1)
+    await harness.publish("c", 1, 2, 3)
+    await harness.publish("c", 4)
+    await client.finished()
+    assert client.messages == [2, 4]
+
+
+async def test_a_selected_event_carries_the_cursor_just_after_it(harness: Harness) -> None:
+    await harness.publish("c", 1, 2, 3, 4)
+    client = await harness.open(["c"], from_start=True, duration=0.3, select=even)
+    await client.finished()
+    two = client.events[0]
+    resumed = await harness.open(["c"], cursor=two.last_event_id, duration=0.3)
+    await resumed.finished()
+    assert resumed.messages == [3, 4]
+
+
+async def test_until_ends_the_stream_right_after_the_event_it_accepts(harness: Harness) -> None:
+    await harness.publish("c", 1, 2)
+    client = await harness.open(["c"], from_start=True, duration=5, until=is_n(3))
+    await harness.publish("c", 3, 4, 5)
+    await client.finished()
+    assert client.messages == [1, 2, 3]
+    assert client.window.ended_by == "complete"
+    end = Cursor.decode(client.events[-1].last_event_id).position("c")
+    assert end is not None and end.seq == 3
+
+
+async def test_until_applies_to_the_selected_events_only(harness: Harness) -> None:
+    await harness.publish("c", 1, 2, 3, 4)
+    client = await harness.open(
+        ["c"], from_start=True, duration=5, select=even, until=lambda e: e.seq >= 3
+    )
+    await client.finished()
+    assert client.messages == [2, 4]
+
+
+async def test_the_epilogue_follows_an_ending_by_until(harness: Harness) -> None:
+    await harness.publish("c", 1)
+    client = await harness.open(["c"], from_start=True, until=is_n(1), epilogue=b"data: [DONE]\n\n")
+    await client.finished()
+    assert client.raw.endswith(b"data: [DONE]\n\n")
+    assert [e.data for e in client.events][-1] == "[DONE]"
+
+
+async def test_the_epilogue_follows_a_timeout(harness: Harness) -> None:
+    client = await harness.open(["c"], duration=0.2, epilogue=b"data: [DONE]\n\n")
+    await client.finished()
+    assert [e.type for e in client.events] == ["timeout", "message"]
+    assert client.events[-1].data == "[DONE]"
+
+
+async def test_no_epilogue_is_written_to_a_client_that_went_away(harness: Harness) -> None:
+    client = await harness.open(["c"], duration=5, epilogue=b"data: [DONE]\n\n")
+    await client.until(lambda: bool(client.comments))
+    client.window.disconnect()
+    await client.finished()
+    assert b"[DONE]" not in client.raw
+
+
+async def test_timeout_payload_adds_fields_to_the_timeout_event(harness: Harness) -> None:
+    client = await harness.open(
+        ["c"], duration=0.2, fmt="envelope", timeout_payload={"message": "too slow"}
+    )
+    await client.finished()
+    timeout = json.loads(client.events[-1].data)
+    assert timeout == {
+        "type": "timeout",
+        "reason": "window_elapsed",
+        "retry_ms": 1500,
+        "message": "too slow",
+    }
