@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from serverless_sse.service import create_app
 
-from . import channels
+from . import channels, metrics, tasks
 
-routes = [*channels.routes]
+routes = [*channels.routes, *metrics.routes, *tasks.routes]
 
 app = create_app(routes)

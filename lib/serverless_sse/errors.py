@@ -60,6 +60,14 @@ class ChannelClosed(SSEError):
     code = "channel_closed"
 
 
+class Conflict(SSEError):
+    """The request conflicts with the current state (a finished task, a server that is
+    already stopped, a resource another request is changing right now)."""
+
+    status = 409
+    code = "conflict"
+
+
 class PayloadTooLarge(SSEError):
     status = 413
     code = "payload_too_large"

@@ -10,7 +10,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
@@ -26,6 +26,7 @@ __all__ = [
     "StoredEvent",
     "dumps",
     "parse_close_body",
+    "parse_model",
     "parse_publish_body",
     "validate_channel",
 ]
@@ -147,6 +148,20 @@ def _validation_detail(exc: PydanticValidationError) -> str:
         location = ".".join(str(p) for p in error["loc"]) or "body"
         parts.append(f"{location}: {error['msg']}")
     return "; ".join(parts)
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def parse_model(raw: bytes, model: type[ModelT]) -> ModelT:
+    """A JSON request body validated into ``model``: 400 for malformed JSON, 422 for the wrong
+    shape (with what was wrong). An empty body is ``{}``, so a model whose fields all have
+    defaults makes the body optional."""
+    body = parse_json(raw) if raw.strip() else {}
+    try:
+        return model.model_validate(body)
+    except PydanticValidationError as exc:
+        raise ValidationFailed(_validation_detail(exc)) from None
 
 
 def parse_publish_body(raw: bytes, *, max_event_bytes: int, max_batch: int) -> list[NewEvent]:
