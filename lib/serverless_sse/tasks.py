@@ -68,6 +68,9 @@ TaskId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 # Text is fed (and written ahead) in slices of at most this many characters, so a record stays
 # far below every store's item limit (DynamoDB: 400 KB) whatever one post holds.
 _SLICE = 8192
+# How long a task's lock outlives a holder that died. A live holder renews it before every
+# write and every third of this while an upload is quiet, so it never expires under it.
+_LOCK_TTL = 30.0
 
 
 class CreateRequest(BaseModel):
@@ -237,27 +240,30 @@ class AgentTasks:
         Raises 404 for an unknown task and 409 for a finished one; output after a
         ``[TASK_COMPLETE]`` / ``[TASK_FAILED]`` line finishes the task and the rest is ignored.
         """
-        async with StoreLock(
-            self.store, f"task:{task_id}", wait=self._lock_wait, ttl=max(30.0, self._lock_wait)
-        ) as lock:
+        async with self._lock(task_id) as lock:
             record = await self._settled(task_id)
             if record.finished:
                 raise Conflict(f"task {task_id!r} is finished ({record.status})")
             writer = _UnitWriter(self, record, lock)
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             decoder.setstate((bytes.fromhex(record.undecoded), 0))
-            deadline: float | None = None
+            deadline: float | None = None  # when the oldest parsed event must be written
             failure: BaseException | None = None
             loop = asyncio.get_running_loop()
+            renew_at = loop.time() + _LOCK_TTL / 3
             async with _prefetched(pieces) as queue:
                 while not writer.finished:
-                    timeout = None if deadline is None else max(0.0, deadline - loop.time())
+                    wake = renew_at if deadline is None else min(deadline, renew_at)
                     try:
-                        async with asyncio.timeout(timeout):
+                        async with asyncio.timeout_at(wake):
                             piece = await queue.get()
                     except TimeoutError:
-                        await writer.flush()
-                        deadline = None
+                        if deadline is not None and loop.time() >= deadline:
+                            await writer.flush()  # renews the lock first
+                            deadline = None
+                        else:
+                            await lock.renew()
+                        renew_at = loop.time() + _LOCK_TTL / 3
                         continue
                     if piece is None:
                         break
@@ -274,12 +280,14 @@ class AgentTasks:
                         if writer.pending >= self._batch or writer.finished:
                             await writer.flush()
                             deadline = None
+                            renew_at = loop.time() + _LOCK_TTL / 3
                         if writer.finished:
                             break
                     if writer.pending and deadline is None:
                         deadline = loop.time() + self._batch_seconds
             await writer.flush()
             record.undecoded = "" if writer.finished else decoder.getstate()[0].hex()
+            await lock.renew()
             await self._save(record)
             if failure is not None:
                 raise failure
@@ -290,7 +298,7 @@ class AgentTasks:
     ) -> TaskRecord:
         """Finish the task: the unfinished line is flushed, then ``complete`` (for a failure
         ``error`` first), and the channel is closed. 409 if it already finished."""
-        async with StoreLock(self.store, f"task:{task_id}", wait=self._lock_wait) as lock:
+        async with self._lock(task_id) as lock:
             record = await self._settled(task_id)
             if record.finished:
                 raise Conflict(f"task {task_id!r} already finished ({record.status})")
@@ -301,6 +309,9 @@ class AgentTasks:
             return record
 
     # -- inside ----------------------------------------------------------------------------
+
+    def _lock(self, task_id: str) -> StoreLock:
+        return StoreLock(self.store, f"task:{task_id}", ttl=_LOCK_TTL, wait=self._lock_wait)
 
     def _parser(self, snapshot: dict[str, Any] | None) -> AgentOutputParser:
         if not snapshot:
@@ -450,13 +461,14 @@ class _UnitWriter:
             unit["finish"] = list(self._finish)
         else:
             unit["text"] = "".join(self._text)
+        # Never write under a lock that may have passed to another request.
+        await self._lock.renew()
         record.unit = unit
         await tasks._save(record)
         self.appended += await tasks._append(record, self._events, at, replay=False)
         tasks._absorb(record, self._parser, self._events, at)
         self._base = record.parser
         self._text, self._events, self._at, self._finish = [], [], None, None
-        await self._lock.renew()
 
 
 @contextlib.asynccontextmanager

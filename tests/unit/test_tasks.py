@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from serverless_sse import tasks as tasks_module
 from serverless_sse.errors import ChannelClosed, Conflict, NotFound, StoreUnavailable
 from serverless_sse.events import NewEvent
 from serverless_sse.stores.base import Appended
@@ -222,6 +223,26 @@ async def test_a_crash_after_appending_is_not_appended_twice(
     )
     await post(tasks, "t", "gamma\n")
     assert await messages(store, "t") == ["alpha", "beta", "gamma"]
+
+
+async def test_a_quiet_upload_keeps_its_task_locked(
+    store: RecordingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tasks_module, "_LOCK_TTL", 0.3)
+    tasks = AgentTasks(store, lock_wait=0.1)
+    await tasks.create("t")
+
+    async def agent_thinking() -> AsyncIterator[bytes]:
+        yield b"start\n"
+        await asyncio.sleep(1.0)  # quiet for three lock lifetimes
+        yield b"end\n"
+
+    upload = asyncio.create_task(tasks.write_output("t", agent_thinking()))
+    await asyncio.sleep(0.6)
+    with pytest.raises(Conflict, match="busy"):
+        await post(tasks, "t", "intruder\n")
+    await upload
+    assert await messages(store, "t") == ["start", "end"]
 
 
 async def test_an_upload_that_breaks_off_keeps_what_arrived(
