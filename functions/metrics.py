@@ -7,7 +7,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from serverless_sse.auth import authenticate, require_publish, require_subscribe
-from serverless_sse.errors import Forbidden, ValidationFailed
+from serverless_sse.errors import Forbidden, Unauthorized, ValidationFailed
 from serverless_sse.events import parse_model
 from serverless_sse.fleet import ControlRequest, Fleet, FleetTicker, ServerSpec, server_channel
 from serverless_sse.http import event_format, last_event_id, query_float, read_body
@@ -26,8 +26,11 @@ def fleet_of(request: Request) -> Fleet:
 
 
 async def _visible(request: Request) -> list[ServerSpec]:
-    servers = fleet_of(request).visible(await authenticate(request))
+    principal = await authenticate(request)
+    servers = fleet_of(request).visible(principal)
     if not servers:
+        if principal.anonymous:
+            raise Unauthorized("seeing the fleet needs a credential")
         raise Forbidden("no server of this fleet is visible to you")
     return servers
 
@@ -106,6 +109,7 @@ async def control(request: Request) -> Response:
     )
     server = fleet.spec(body.server_id)
     require_publish(await authenticate(request), server_channel(server.id))
+    await service.charge_publish(request)
     result = await fleet.control(server.id, body.action)
     return JSONResponse({"id": result.cursor, "seq": result.seq, **result.data}, status_code=202)
 

@@ -50,6 +50,7 @@ async def create_task(request: Request) -> Response:
     principal = await authenticate(request)
     task_id = body.id or new_task_id()
     require_publish(principal, task_channel(task_id))
+    await service_of(request).charge_publish(request)
     record = await tasks_of(request).create(task_id, body.title)
     return JSONResponse(record.view(), status_code=201)
 
@@ -68,8 +69,8 @@ async def _plain_text(request: Request) -> AsyncIterator[bytes]:
         raise BadRequest("the client went away before sending the whole body") from None
 
 
-async def _json_output(request: Request) -> AsyncIterator[str]:
-    yield parse_model(await _body(request), OutputRequest).output
+async def _text(text: str) -> AsyncIterator[str]:
+    yield text
 
 
 def _is_plain_text(request: Request) -> bool:
@@ -86,11 +87,21 @@ def _is_plain_text(request: Request) -> bool:
 
 
 async def post_output(request: Request) -> Response:
+    service, tasks = service_of(request), tasks_of(request)
     task_id = _task_id(request)
-    require_publish(await authenticate(request), task_channel(task_id))
-    pieces: AsyncIterator[str] | AsyncIterator[bytes]
-    pieces = _plain_text(request) if _is_plain_text(request) else _json_output(request)
-    result = await tasks_of(request).write_output(task_id, pieces)
+    principal = await authenticate(request)
+    require_publish(principal, task_channel(task_id))
+    if _is_plain_text(request):
+        # A streamed upload of unknown length slows down to the publish rate, batch by batch.
+        async def throttle(events: int) -> None:
+            await service.publish_rate.throttle(principal.subject, events)
+
+        result = await tasks.write_output(task_id, _plain_text(request), before_write=throttle)
+    else:
+        text = parse_model(await _body(request), OutputRequest).output
+        # Counted before anything is stored: a line makes at least one event.
+        await service.charge_publish(request, max(1, text.count("\n")))
+        result = await tasks.write_output(task_id, _text(text))
     record = result.record
     return JSONResponse({"id": record.id, "status": record.status, "events": result.events})
 
@@ -99,6 +110,7 @@ async def complete_task(request: Request) -> Response:
     task_id = _task_id(request)
     body = parse_model(await _body(request), CompleteRequest)
     require_publish(await authenticate(request), task_channel(task_id))
+    await service_of(request).charge_publish(request)
     record = await tasks_of(request).complete(task_id, body.status, body.summary)
     return JSONResponse(record.view())
 

@@ -29,7 +29,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -233,10 +233,18 @@ class AgentTasks:
 
     # -- output --------------------------------------------------------------------------
 
-    async def write_output(self, task_id: str, pieces: AsyncIterable[str | bytes]) -> OutputResult:
+    async def write_output(
+        self,
+        task_id: str,
+        pieces: AsyncIterable[str | bytes],
+        *,
+        before_write: Callable[[int], Awaitable[None]] | None = None,
+    ) -> OutputResult:
         """Parse raw agent output (text, or UTF-8 bytes cut anywhere) into the task's events.
 
-        Reads ``pieces`` as they come (a long upload streams), writing events in batches.
+        Reads ``pieces`` as they come (a long upload streams), writing events in batches;
+        ``before_write(n)`` is awaited before each batch of ``n`` events (a rate limit that
+        slows the upload down).
         Raises 404 for an unknown task and 409 for a finished one; output after a
         ``[TASK_COMPLETE]`` / ``[TASK_FAILED]`` line finishes the task and the rest is ignored.
         """
@@ -244,7 +252,7 @@ class AgentTasks:
             record = await self._settled(task_id)
             if record.finished:
                 raise Conflict(f"task {task_id!r} is finished ({record.status})")
-            writer = _UnitWriter(self, record, lock)
+            writer = _UnitWriter(self, record, lock, before_write)
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             decoder.setstate((bytes.fromhex(record.undecoded), 0))
             deadline: float | None = None  # when the oldest parsed event must be written
@@ -411,8 +419,15 @@ class AgentTasks:
 class _UnitWriter:
     """The units of one request: input fed to the parser, then written ahead and applied."""
 
-    def __init__(self, tasks: AgentTasks, record: TaskRecord, lock: StoreLock) -> None:
+    def __init__(
+        self,
+        tasks: AgentTasks,
+        record: TaskRecord,
+        lock: StoreLock,
+        before_write: Callable[[int], Awaitable[None]] | None = None,
+    ) -> None:
         self._tasks = tasks
+        self._before_write = before_write
         self._record = record
         self._lock = lock
         self._parser = tasks._parser(record.parser)
@@ -461,6 +476,8 @@ class _UnitWriter:
             unit["finish"] = list(self._finish)
         else:
             unit["text"] = "".join(self._text)
+        if self._before_write is not None:
+            await self._before_write(len(self._events))
         # Never write under a lock that may have passed to another request.
         await self._lock.renew()
         record.unit = unit

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from serverless_sse.auth import mint_token
 from serverless_sse.cursor import Cursor
 from tests.servers import UvicornServer
 from tests.sse import StreamResult, read_stream
@@ -317,3 +318,49 @@ async def test_a_control_on_one_instance_reaches_a_stream_on_another(
     ]
     statuses = {v["cache-01"]["status"] for v in merged(updates(result))}
     assert {"stopping", "starting"} <= statuses
+
+
+# -- who sees and controls what ------------------------------------------------------------
+
+SECRET = "fleet-e2e-secret-" + "x" * 32
+
+
+def bearer(publish: list[str], subscribe: list[str]) -> dict[str, str]:
+    token = mint_token(SECRET, "ops", publish=publish, subscribe=subscribe, ttl=300)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="module")
+def secured(seed: int) -> Iterator[UvicornServer]:
+    # The permission checks do not depend on the store: one backend is enough here.
+    env = {**fleet_env("memory://", seed), "SSE_JWT_SECRET": SECRET}
+    with UvicornServer(env) as running:
+        yield running
+
+
+async def test_a_token_sees_only_the_servers_it_may_subscribe_to(
+    secured: UvicornServer,
+) -> None:
+    web_and_db = bearer([], ["fleet/servers/web-*", "fleet/servers/db-01"])
+    async with httpx.AsyncClient(base_url=secured.url, timeout=10, headers=web_and_db) as http:
+        listed = (await http.get("/api/servers")).json()["servers"]
+        assert [s["id"] for s in listed] == ["web-01", "db-01"]
+        result = await read_stream(http, "/api/stream?window=0.5", max_seconds=10)
+        assert [s["id"] for s in updates(result)[0]["data"]] == ["web-01", "db-01"]
+        hidden = await http.get("/api/servers/cache-01/stream")
+        assert hidden.status_code == 403
+
+
+async def test_without_a_credential_the_fleet_answers_401(secured: UvicornServer) -> None:
+    async with httpx.AsyncClient(base_url=secured.url, timeout=10) as http:
+        for path in ("/api/servers", "/api/stream", "/api/servers/web-01"):
+            assert (await http.get(path)).status_code == 401, path
+
+
+async def test_control_needs_a_publish_grant_for_that_server(secured: UvicornServer) -> None:
+    operator = bearer(["fleet/servers/worker-*"], ["fleet/servers/**"])
+    async with httpx.AsyncClient(base_url=secured.url, timeout=10, headers=operator) as http:
+        allowed = await control(http, "worker-01", "restart")
+        refused = await control(http, "db-01", "restart")
+    assert allowed.status_code == 202
+    assert (refused.status_code, refused.json()["error"]) == (403, "forbidden")

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from serverless_sse.auth import mint_token
 from tests.servers import UvicornServer
 from tests.sse import StreamResult, read_stream
 from tests.stores import STORE_URLS, flush_redis
@@ -328,3 +329,68 @@ async def test_a_line_split_between_two_instances_is_reassembled(
             result = await read_stream(http, f"{server.url}/api/tasks/{task_id}/stream")
     logs = [e["data"]["message"] for e in envelopes(result) if e["type"] == "log"]
     assert logs == ["half a line"]
+
+
+# -- credentials and the publish rate ------------------------------------------------------
+
+SECRET = "tasks-e2e-secret-" + "x" * 32
+
+
+def bearer(publish: list[str], subscribe: list[str]) -> dict[str, str]:
+    token = mint_token(SECRET, "runner", publish=publish, subscribe=subscribe, ttl=300)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="module")
+def secured() -> Iterator[UvicornServer]:
+    env = {"SSE_JWT_SECRET": SECRET, "SSE_PUBLISH_RATE_PER_CLIENT": "5"}
+    with UvicornServer(env) as running:
+        yield running
+
+
+async def test_a_runner_writes_and_a_viewer_reads_with_their_grants(
+    secured: UvicornServer,
+) -> None:
+    task_id = f"sec-{uuid.uuid4().hex[:8]}"
+    runner = bearer([f"tasks/{task_id}"], [])
+    viewer = bearer([], ["tasks/*"])
+    async with httpx.AsyncClient(base_url=secured.url, timeout=10) as http:
+        assert (await http.post("/api/tasks", json={"id": task_id})).status_code == 401
+        created = await http.post("/api/tasks", json={"id": task_id}, headers=runner)
+        assert created.status_code == 201
+        written = await http.post(
+            f"/api/tasks/{task_id}/output", json={"output": "hello\n"}, headers=runner
+        )
+        assert written.status_code == 200
+        assert (await http.get(f"/api/tasks/{task_id}", headers=runner)).status_code == 403
+        refused = await http.post(f"/api/tasks/{task_id}/complete", headers=viewer)
+        assert refused.status_code == 403
+        await http.post(f"/api/tasks/{task_id}/complete", headers=runner)
+        result = await read_stream(http, f"/api/tasks/{task_id}/stream", headers=viewer)
+    assert [e["type"] for e in envelopes(result)] == ["log", "complete"]
+
+
+async def test_a_post_of_more_lines_than_the_rate_is_refused_and_stores_nothing(
+    secured: UvicornServer,
+) -> None:
+    runner = bearer(["tasks/**"], ["tasks/**"])
+    async with httpx.AsyncClient(base_url=secured.url, timeout=10, headers=runner) as http:
+        task_id = (await http.post("/api/tasks")).json()["id"]
+        flood = "".join(f"line {n}\n" for n in range(8))
+        refused = await http.post(f"/api/tasks/{task_id}/output", json={"output": flood})
+        assert (refused.status_code, refused.json()["error"]) == (413, "payload_too_large")
+        assert (await http.get(f"/api/tasks/{task_id}")).json()["events"] == 0
+
+
+async def test_a_streamed_upload_slows_down_to_the_publish_rate(
+    secured: UvicornServer,
+) -> None:
+    runner = bearer(["tasks/**"], ["tasks/**"])
+    async with httpx.AsyncClient(base_url=secured.url, timeout=20, headers=runner) as http:
+        task_id = (await http.post("/api/tasks")).json()["id"]
+        lines = "".join(f"line {n}\n" for n in range(8)).encode()
+        written = await http.post(
+            f"/api/tasks/{task_id}/output", content=lines, headers={"Content-Type": "text/plain"}
+        )
+        assert (written.status_code, written.json()["events"]) == (200, 8)
+        assert (await http.get(f"/api/tasks/{task_id}")).json()["events"] == 8
