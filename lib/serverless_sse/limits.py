@@ -109,3 +109,23 @@ class PublishRate:
                 f"at most {limit} published events per second per client",
                 retry_after=second + 1 - now,
             )
+
+    async def throttle(self, client: str, events: int) -> None:
+        """Count ``events`` for ``client``, waiting for the next second as often as the rate
+        requires instead of refusing: a long upload slows down to the rate rather than failing
+        half-way (when some of it is already stored). Refuses only a rate below one event a
+        second, which no batch can ever pass (413, as :meth:`charge` does)."""
+        if self.per_second is None:
+            return
+        limit = math.floor(self.per_second)
+        if limit < 1:
+            await self.charge(client, events)  # refuses: nothing can ever pass
+        remaining = events
+        while remaining:
+            part = min(remaining, limit)
+            try:
+                await self.charge(client, part)
+            except TooManyRequests:
+                await asyncio.sleep(1.0 - time.time() % 1.0)
+                continue
+            remaining -= part

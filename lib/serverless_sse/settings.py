@@ -50,6 +50,32 @@ class Settings(BaseSettings):
         description="a live stream this far behind its channel's head ends (to resume later)",
     )
 
+    # -- fleet metrics and agent tasks (functions/metrics.py, functions/tasks.py) ---------------
+    fleet_source: Literal["simulated", "host"] = Field(
+        "simulated", description="simulated: a seeded fleet; host: the machine serving the request"
+    )
+    fleet_seed: int = Field(42, ge=0, lt=2**63, description="the simulated fleet's identity")
+    # At most 32: a fleet stream's cursor holds one position per server's control log.
+    fleet_size: int = Field(8, ge=1, le=32, description="servers in the simulated fleet")
+    fleet_interval_seconds: float = Field(
+        3.0, ge=0.05, le=3600, description="server_update interval (and simulation tick)"
+    )
+    task_batch_events: int = Field(
+        10, ge=1, le=100, description="most events in one store write of task output"
+    )
+    task_batch_seconds: float = Field(
+        0.1, gt=0, le=10, description="longest parsed output waits before it is written"
+    )
+    task_max_line_chars: int = Field(
+        4096, ge=16, le=65536, description="longer output lines are cut into pieces"
+    )
+    task_max_block_chars: int = Field(
+        8192, ge=16, le=65536, description="longest [DEPENDENCY_REQUEST]-style block body"
+    )
+    task_lock_wait_seconds: float = Field(
+        10.0, gt=0, le=60, description="how long a write waits for a busy task or server"
+    )
+
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     @field_validator("cors_origins", mode="before")

@@ -80,3 +80,15 @@ async def test_no_rate_means_no_counting() -> None:
     store = MemoryStore()
     await PublishRate(store, per_second=None).charge("sub:a", 1000)
     assert store._values == {}
+
+
+async def test_throttling_waits_for_the_rate_instead_of_refusing() -> None:
+    rate = PublishRate(MemoryStore(), per_second=5)
+    first = int(time.time())
+    await rate.throttle("sub:a", 12)  # 5 + 5 + 2: three one-second windows
+    assert int(time.time()) - first >= 2
+
+
+async def test_throttling_below_one_event_a_second_is_refused() -> None:
+    with pytest.raises(PayloadTooLarge):
+        await PublishRate(MemoryStore(), per_second=0.5).throttle("sub:a", 1)
