@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -12,7 +10,12 @@ from starlette.routing import Route
 from serverless_sse.auth import authenticate, require_publish, require_subscribe
 from serverless_sse.cursor import Cursor, Position
 from serverless_sse.errors import CursorError, StoreUnavailable, ValidationFailed
-from serverless_sse.events import parse_close_body, parse_publish_body, validate_channel
+from serverless_sse.events import (
+    iso_time,
+    parse_close_body,
+    parse_publish_body,
+    validate_channel,
+)
 from serverless_sse.http import (
     event_format,
     from_start,
@@ -31,11 +34,6 @@ def _channel(request: Request) -> str:
 
 def _cursor(channel: str, epoch: str, seq: int) -> str:
     return Cursor.encode_positions({channel: Position(epoch, seq)})
-
-
-def _iso(timestamp: float) -> str:
-    moment = datetime.fromtimestamp(timestamp, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 async def publish(request: Request) -> Response:
@@ -83,7 +81,7 @@ async def history(request: Request) -> Response:
             "seq": e.seq,
             "type": e.type,
             "data": e.payload(),
-            "created_at": _iso(e.created_at),
+            "created_at": iso_time(e.created_at),
         }
         for e in found.events
     ]
