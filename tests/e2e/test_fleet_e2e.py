@@ -150,6 +150,23 @@ async def test_a_reconnect_gets_a_fresh_full_snapshot(http: httpx.AsyncClient) -
     assert first["tick"] >= updates(one)[-1]["tick"]
 
 
+async def test_ticks_continue_across_reconnects_without_repeating(
+    http: httpx.AsyncClient,
+) -> None:
+    # Each window resumes from the last one's id, at once: well within one tick's interval.
+    ticks: list[int] = []
+    cursor = None
+    for _ in range(3):
+        result = await read_stream(
+            http, "/api/stream?window=0.8", last_event_id=cursor, max_seconds=10
+        )
+        events = updates(result)
+        assert events[0]["full"] is True, "every connection starts with a full snapshot"
+        ticks += [e["tick"] for e in events]
+        cursor = result.last_event_id
+    assert ticks == list(range(ticks[0], ticks[0] + len(ticks))), "each tick once, none skipped"
+
+
 async def test_full_updates_send_every_server_every_tick(http: httpx.AsyncClient) -> None:
     result = await read_stream(http, "/api/stream?window=1.2&updates=full", max_seconds=10)
     events = updates(result)
