@@ -127,8 +127,7 @@ export class FleetPanel {
   addRow(id) {
     const cell = (className, ...children) => h("td", { class: className }, ...children);
     const name = h("span", { class: "server-name" });
-    const host = h("span", { class: "server-host" });
-    const where = h("span");
+    const where = h("span", { class: "server-where" });
     const status = h("span", { class: "status" });
     const cpu = h("span", { class: "metric-value" });
     const memory = h("span", { class: "metric-value" });
@@ -150,8 +149,7 @@ export class FleetPanel {
     const row = h(
       "tr",
       { dataset: { server: id } },
-      h("th", { scope: "row" }, name, host),
-      cell("where", where),
+      h("th", { scope: "row" }, name, where),
       cell("status-cell", status),
       cell("metric", cpu, cpuChart.element),
       cell("metric", memory, memoryChart.element),
@@ -161,7 +159,7 @@ export class FleetPanel {
       cell("actions", h("div", { class: "button-group" }, ...buttons)),
     );
     this.rows.set(id, {
-      row, name, host, where, status, cpu, memory, disk, diskText, network, uptime,
+      row, name, where, status, cpu, memory, disk, diskText, network, uptime,
       cpuChart, memoryChart, buttons, busy: false,
     });
   }
@@ -177,8 +175,7 @@ export class FleetPanel {
     const view = this.rows.get(id);
     if (!server || !view) return;
     setText(view.name, id);
-    setText(view.host, server.hostname ?? "");
-    view.host.title = server.hostname ?? "";
+    view.name.title = [server.hostname, server.ip].filter(Boolean).join(" · ");
     setText(view.where, [server.role, server.region].filter(Boolean).join(" · "));
     setText(view.status, server.status);
     view.status.className = `status status-${server.status}`;

@@ -54,11 +54,16 @@ export class LiveStream {
 
   open() {
     if (this.source || this.finished) return;
+    if (document.visibilityState === "hidden") {
+      this.pause(); // opened in a background tab: wait until someone looks
+      return;
+    }
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
-    const source = new EventSource(this.url);
+    const url = this.url;
+    const source = new EventSource(url);
     this.source = source;
-    this.diag.url = this.url;
+    this.diag.url = redacted(url);
     this.setState(this.diag.opens === 0 ? "connecting" : "reconnecting", "");
     source.onopen = () => {
       this.diag.opens += 1;
@@ -193,6 +198,13 @@ export class LiveStream {
     this.diag.detail = detail;
     this.onState(this.diag);
   }
+}
+
+/** A URL as it may be shown: without the token. */
+function redacted(url) {
+  const shown = new URL(url);
+  if (shown.searchParams.has("access_token")) shown.searchParams.set("access_token", "…");
+  return shown.toString();
 }
 
 /** The service's end of a window: a "timeout" with a reason (an exchange's has none). */

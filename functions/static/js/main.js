@@ -20,19 +20,36 @@ const STATE_TEXT = {
   offline: "Offline",
 };
 
+// A window's end is routine: the stream is live again a moment later. The pill (a live region)
+// says "Reconnecting" only when that takes longer than this, so that it does not flicker, or
+// chatter to a screen reader, at every window end.
+const RECONNECTING_AFTER_MS = 1000;
+const pendingStates = new Map();
+
 /** Draw a stream's state into its pill ("#<name>-state") and reconnect counter. */
 function showState(diag) {
+  clearTimeout(pendingStates.get(diag.name));
+  pendingStates.delete(diag.name);
   const pill = document.getElementById(`${diag.name}-state`);
-  if (pill) {
-    pill.dataset.state = diag.state;
-    setText(pill.querySelector(".label"), STATE_TEXT[diag.state] ?? diag.state);
-    pill.title = diag.detail || STATE_TEXT[diag.state];
-    const detail = pill.querySelector(".detail");
-    if (detail) setText(detail, diag.detail ? ` — ${diag.detail}` : "");
+  if (pill && diag.state === "reconnecting" && pill.dataset.state === "live") {
+    const { state, detail } = diag;
+    pendingStates.set(
+      diag.name,
+      setTimeout(() => drawPill(pill, state, detail), RECONNECTING_AFTER_MS),
+    );
+  } else if (pill) {
+    drawPill(pill, diag.state, diag.detail);
   }
   const reconnects = document.getElementById(`${diag.name}-reconnects`);
   if (reconnects) setText(reconnects, String(diag.reconnects));
   if (diag.name === "fleet") setText(byId("fleet-windows"), String(diag.windows));
+}
+
+function drawPill(pill, state, detail) {
+  pill.dataset.state = state;
+  setText(pill.querySelector(".label"), STATE_TEXT[state] ?? state);
+  pill.title = detail || STATE_TEXT[state];
+  setText(pill.querySelector(".detail"), detail ? ` — ${detail}` : "");
 }
 
 const onState = (diag) => showState(diag);
