@@ -96,7 +96,12 @@ export class FleetPanel {
       this.servers = new Map(payload.data.map((server) => [server.id, { ...server }]));
       for (const id of [...this.rows.keys()]) if (!this.servers.has(id)) this.removeRow(id);
       for (const id of order) if (!this.rows.has(id)) this.addRow(id);
-      this.body.replaceChildren(...order.map((id) => this.rows.get(id).row));
+      const rows = order.map((id) => this.rows.get(id).row);
+      // Every reconnect starts with a full snapshot: re-insert rows only when the order changed,
+      // so that a focused button keeps its focus.
+      if (rows.some((row, index) => this.body.children[index] !== row)) {
+        this.body.replaceChildren(...rows);
+      }
     } else {
       for (const change of payload.data) {
         if (change.removed) {
