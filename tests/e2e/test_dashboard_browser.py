@@ -185,11 +185,7 @@ def shown_percent(value: float | None) -> str:
 class Session:
     """What one page (and a second member's page) went through."""
 
-    server: UvicornServer
     page: Page
-    member: Page
-    task_id: str
-    room_id: str
     lines_written: int
     restarted: str
     diagnostics: dict[str, Any]
@@ -268,11 +264,7 @@ def session(server: UvicornServer, browser: Browser) -> Iterator[Session]:
         wait_for(member, f"document.querySelectorAll('{ai}').length === 3")
         table, truth = matching_fleet_view(page, http)
         yield Session(
-            server=server,
             page=page,
-            member=member,
-            task_id=task_id,
-            room_id=room_id,
             lines_written=agent.lines,
             restarted=restarted,
             diagnostics=page.evaluate("() => window.sseDiagnostics"),
