@@ -100,9 +100,10 @@ export class ChatPanel {
       path: `/api/chat/rooms/${encodeURIComponent(room.id)}/stream`,
       onEvent: (payload, meta) => this.accept(payload, meta.id),
       onState: this.onState,
-      probe: () => fetch(`/api/chat/rooms/${encodeURIComponent(room.id)}`, {
-        headers: requestHeaders(),
-      }),
+      probe: () =>
+        fetch(`/api/chat/rooms/${encodeURIComponent(room.id)}`, {
+          headers: requestHeaders(),
+        }),
     });
     this.stream.open();
     this.note(`You joined ${room.name || room.id} as ${this.userName}.`);
@@ -137,7 +138,10 @@ export class ChatPanel {
     if (!chip) return;
     setText(chip.level, `Lv ${level} · ${exp} EXP`);
     chip.progress.value = exp % 100;
-    chip.progress.setAttribute("aria-label", `Friendship with ${chip.name}: level ${level}, ${exp % 100} of 100 to the next`);
+    chip.progress.setAttribute(
+      "aria-label",
+      `Friendship with ${chip.name}: level ${level}, ${exp % 100} of 100 to the next`,
+    );
   }
 
   async send() {
@@ -219,19 +223,34 @@ export class ChatPanel {
           element.dataset.exchange = exchange;
           element.querySelector("time").textContent = clock(payload.timestamp);
         } else {
-          this.bubble({ own, sender: payload.sender, content: payload.content, time: payload.timestamp, exchange });
+          this.bubble({
+            own,
+            sender: payload.sender,
+            content: payload.content,
+            time: payload.timestamp,
+            exchange,
+          });
         }
         if (this.room) this.waiting.set(exchange, new Set(this.room.personas.map((p) => p.name)));
         break;
       }
       case "ai_response":
-        this.bubble({ ai: true, sender: payload.aiName, content: payload.content, time: payload.timestamp, exchange, persona: payload.personaId });
+        this.bubble({
+          ai: true,
+          sender: payload.aiName,
+          content: payload.content,
+          time: payload.timestamp,
+          exchange,
+          persona: payload.personaId,
+        });
         this.waiting.get(exchange)?.delete(payload.aiName);
         break;
       case "exp_updated":
         if (payload.userId === this.me) {
           this.showFriendship(payload.personaId, payload.newExp, payload.newLevel);
-          this.toast(`+${payload.expIncrease} EXP with ${payload.personaName} · Lv ${payload.newLevel}`);
+          this.toast(
+            `+${payload.expIncrease} EXP with ${payload.personaName} · Lv ${payload.newLevel}`,
+          );
         }
         break;
       case "error":
@@ -275,7 +294,12 @@ export class ChatPanel {
       h(
         "div",
         { class: "bubble" },
-        h("div", { class: "meta" }, h("span", { class: "sender" }, sender || "someone"), h("time", {}, time ? clock(time) : "sending…")),
+        h(
+          "div",
+          { class: "meta" },
+          h("span", { class: "sender" }, sender || "someone"),
+          h("time", {}, time ? clock(time) : "sending…"),
+        ),
         h("p", { class: "content" }, content),
       ),
     );
@@ -298,7 +322,8 @@ export class ChatPanel {
     const names = [...new Set([...this.waiting.values()].flatMap((set) => [...set]))];
     if (names.length === 0) setText(this.typing, "");
     else if (names.length === 1) setText(this.typing, `${names[0]} is answering…`);
-    else setText(this.typing, `${names.slice(0, -1).join(", ")} and ${names.at(-1)} are answering…`);
+    else
+      setText(this.typing, `${names.slice(0, -1).join(", ")} and ${names.at(-1)} are answering…`);
   }
 
   toast(text) {

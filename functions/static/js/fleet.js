@@ -164,8 +164,20 @@ export class FleetPanel {
       cell("actions", h("div", { class: "button-group" }, ...buttons)),
     );
     this.rows.set(id, {
-      row, name, where, status, cpu, memory, disk, diskText, network, uptime,
-      cpuChart, memoryChart, buttons, busy: false,
+      row,
+      name,
+      where,
+      status,
+      cpu,
+      memory,
+      disk,
+      diskText,
+      network,
+      uptime,
+      cpuChart,
+      memoryChart,
+      buttons,
+      busy: false,
     });
   }
 
@@ -199,8 +211,18 @@ export class FleetPanel {
     const seen = points.length ? end - points[0].t : 0;
     const span = Math.min(CHART_SPAN_MS, Math.max(MIN_CHART_SPAN_MS, seen));
     const label = `last ${duration(Math.min(span, seen) / 1000)}`;
-    view.cpuChart.update(points.map((p) => ({ t: p.t, value: p.cpu })), end, span, label);
-    view.memoryChart.update(points.map((p) => ({ t: p.t, value: p.memory })), end, span, label);
+    view.cpuChart.update(
+      points.map((p) => ({ t: p.t, value: p.cpu })),
+      end,
+      span,
+      label,
+    );
+    view.memoryChart.update(
+      points.map((p) => ({ t: p.t, value: p.memory })),
+      end,
+      span,
+      label,
+    );
     for (const button of view.buttons) {
       button.disabled = view.busy || !allowed(server.status, button.dataset.action);
     }
@@ -221,13 +243,19 @@ export class FleetPanel {
     }
     const parts = ["online", "warning", "critical", "offline", "stopping", "stopped", "starting"]
       .filter((status) => counts[status])
-      .map((status) => h("li", { class: `status status-${status}` }, `${counts[status]} ${status}`));
+      .map((status) =>
+        h("li", { class: `status status-${status}` }, `${counts[status]} ${status}`),
+      );
     const average = measured
       ? `avg CPU ${(cpu / measured).toFixed(0)} % · memory ${(memory / measured).toFixed(0)} %`
       : "no readings";
     this.summary.replaceChildren(
       h("ul", { class: "status-counts", "aria-label": "Servers by status" }, parts),
-      h("span", { class: "muted" }, `${average} · tick ${this.lastTick} at ${clock(new Date(this.lastTimestamp).toISOString())}`),
+      h(
+        "span",
+        { class: "muted" },
+        `${average} · tick ${this.lastTick} at ${clock(new Date(this.lastTimestamp).toISOString())}`,
+      ),
     );
   }
 

@@ -72,7 +72,17 @@ window.addEventListener("online", () => {
 
 // -- the diagnostics table -----------------------------------------------------------------
 
-const COLUMNS = ["state", "opens", "reconnects", "windows", "events", "ids", "duplicates", "gaps", "detail"];
+const COLUMNS = [
+  "state",
+  "opens",
+  "reconnects",
+  "windows",
+  "events",
+  "ids",
+  "duplicates",
+  "gaps",
+  "detail",
+];
 const diagnosticsPanel = byId("diagnostics");
 const diagnosticsRows = byId("diagnostics-rows");
 

@@ -14,8 +14,14 @@ export const MAX_EVENTS = 1000;
 const BATCH_EVENTS = 10;
 const BATCH_MS = 100;
 const TASK_TYPES = new Set([
-  "log", "phase_update", "step_update", "dependency_request", "user_question",
-  "review_required", "error", "complete",
+  "log",
+  "phase_update",
+  "step_update",
+  "dependency_request",
+  "user_question",
+  "review_required",
+  "error",
+  "complete",
 ]);
 
 export class TaskPanel {
@@ -106,7 +112,8 @@ export class TaskPanel {
       path: `/api/tasks/${encodeURIComponent(task.id)}/stream`,
       onEvent: (payload) => this.queue(payload),
       onState: this.onState,
-      probe: () => fetch(`/api/tasks/${encodeURIComponent(task.id)}`, { headers: requestHeaders() }),
+      probe: () =>
+        fetch(`/api/tasks/${encodeURIComponent(task.id)}`, { headers: requestHeaders() }),
     });
     Object.assign(this.stream.diag, { renders: 0, kept: 0, types: {}, task: task.id });
     this.stream.open();
@@ -157,7 +164,10 @@ export class TaskPanel {
     const diag = this.stream.diag;
     diag.renders += 1;
     diag.kept = this.events.length;
-    setText(this.count, `${diag.ids} events${diag.ids > MAX_EVENTS ? `, the last ${MAX_EVENTS} shown` : ""}`);
+    setText(
+      this.count,
+      `${diag.ids} events${diag.ids > MAX_EVENTS ? `, the last ${MAX_EVENTS} shown` : ""}`,
+    );
   }
 
   entry(payload) {
@@ -174,23 +184,62 @@ export class TaskPanel {
         );
       case "phase_update":
         this.showPhase(data);
-        return item("phase", h("span", { class: "text" }, `Phase ${data.phase} · ${data.name} — ${data.status.replace("_", " ")}`));
+        return item(
+          "phase",
+          h(
+            "span",
+            { class: "text" },
+            `Phase ${data.phase} · ${data.name} — ${data.status.replace("_", " ")}`,
+          ),
+        );
       case "step_update":
         this.showStep(data);
-        return item("step", h("span", { class: "text" }, `Step ${data.progress}/${data.total}: ${data.step}`));
+        return item(
+          "step",
+          h("span", { class: "text" }, `Step ${data.progress}/${data.total}: ${data.step}`),
+        );
       case "dependency_request":
-        return item("card dependency", h("strong", {}, `Dependency requested: ${data.name ?? "?"}`), fields(data, ["name"]));
+        return item(
+          "card dependency",
+          h("strong", {}, `Dependency requested: ${data.name ?? "?"}`),
+          fields(data, ["name"]),
+        );
       case "user_question":
-        return item("card question", h("strong", {}, `Question: ${data.question ?? ""}`), list(data.options), fields(data, ["question", "options"]));
+        return item(
+          "card question",
+          h("strong", {}, `Question: ${data.question ?? ""}`),
+          list(data.options),
+          fields(data, ["question", "options"]),
+        );
       case "review_required":
-        return item("card review", h("strong", {}, `Review required: ${data.summary ?? ""}`), list(data.files), fields(data, ["summary", "files"]));
+        return item(
+          "card review",
+          h("strong", {}, `Review required: ${data.summary ?? ""}`),
+          list(data.files),
+          fields(data, ["summary", "files"]),
+        );
       case "error":
-        return item("error", h("span", { class: "level" }, data.fatal ? "fatal" : "error"), h("span", { class: "text" }, data.message));
+        return item(
+          "error",
+          h("span", { class: "level" }, data.fatal ? "fatal" : "error"),
+          h("span", { class: "text" }, data.message),
+        );
       case "complete":
         this.showTask({ ...this.task, status: data.status });
-        return item(`complete task-${data.status}`, h("strong", {}, `Task ${data.status}`), data.summary ? h("span", { class: "text" }, `: ${data.summary}`) : "");
+        return item(
+          `complete task-${data.status}`,
+          h("strong", {}, `Task ${data.status}`),
+          data.summary ? h("span", { class: "text" }, `: ${data.summary}`) : "",
+        );
       case "reset":
-        return item("notice", h("span", { class: "text" }, `Events ${payload.missed_from}–${payload.missed_to} are no longer kept (${payload.reason}).`));
+        return item(
+          "notice",
+          h(
+            "span",
+            { class: "text" },
+            `Events ${payload.missed_from}–${payload.missed_to} are no longer kept (${payload.reason}).`,
+          ),
+        );
       default:
         return item("log", h("span", { class: "text" }, JSON.stringify(payload)));
     }
@@ -251,5 +300,9 @@ function fields(data, shown) {
 
 function list(items) {
   if (!Array.isArray(items) || items.length === 0) return "";
-  return h("ul", { class: "choices" }, items.map((item) => h("li", {}, String(item))));
+  return h(
+    "ul",
+    { class: "choices" },
+    items.map((item) => h("li", {}, String(item))),
+  );
 }
