@@ -475,3 +475,30 @@ def test_a_hidden_tab_holds_no_stream_and_resumes_where_it_left_off(browser: Bro
     assert (fleet["gaps"], fleet["duplicates"]) == (0, 0)
     assert (shown["task"]["gaps"], shown["task"]["duplicates"]) == (0, 0)
     assert console.errors == []
+
+
+# -- credentials -----------------------------------------------------------------------------
+
+
+def test_a_refused_stream_says_why_and_a_saved_token_opens_it(browser: Browser) -> None:
+    env = {**server_env("memory://"), "SSE_API_KEYS": "dashboard-key"}
+    with UvicornServer(env) as server:
+        context = browser.new_context()
+        page = context.new_page()
+        try:
+            page.goto(f"{server.url}/?window={WINDOW}")
+            wait_for(page, "window.sseDiagnostics.fleet.detail.startsWith('refused: ')")
+            refused = diagnostics(page, "fleet")
+            page.click(".settings summary")
+            page.fill("#token", "dashboard-key")
+            with page.expect_navigation():
+                page.click("#token-form button[type=submit]")
+            wait_for(page, "window.sseDiagnostics.fleet?.state === 'live'")
+            wait_for(page, "document.querySelectorAll('#fleet-rows tr').length === 8")
+            opened = diagnostics(page, "fleet")
+        finally:
+            context.close()
+    assert refused["state"] == "offline" and refused["opens"] == 0
+    assert "credential" in refused["detail"]
+    assert "access_token=%E2%80%A6" in opened["url"], "the token is never shown"
+    assert "dashboard-key" not in str(opened)
