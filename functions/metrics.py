@@ -83,14 +83,12 @@ async def _stream(request: Request, servers: list[ServerSpec], *, multiplexed: b
     fmt = event_format(request, "envelope")
     window = query_float(request, "window")
     deltas = _deltas(request)
+    cursor = last_event_id(request)
     plan = await plan_stream(
-        service.store,
-        [server_channel(i) for i in ids],
-        cursor=last_event_id(request),
-        multiplexed=multiplexed,
+        service.store, [server_channel(i) for i in ids], cursor=cursor, multiplexed=multiplexed
     )
-    ticker = FleetTicker(fleet, ids, await fleet.snapshot(), deltas=deltas)
-    response = service.stream(plan, fmt=fmt, window=window, prelude=[ticker.first], ticker=ticker)
+    ticker = FleetTicker(fleet, ids, await fleet.snapshot(), deltas=deltas, cursor=cursor)
+    response = service.stream(plan, fmt=fmt, window=window, prelude=ticker.prelude, ticker=ticker)
     return response  # type: ignore[return-value]
 
 

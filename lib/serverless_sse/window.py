@@ -64,6 +64,14 @@ class Ticker(Protocol):
 
     interval: float
 
+    @property
+    def mark(self) -> tuple[str, Position] | None:
+        """Where the reader stands in the ticker's own sequence, if it has one: ``(key,
+        position)``, carried in every cursor the stream sends beside the channels' positions
+        (``key`` is not a channel), so that a reconnect can continue the sequence instead of
+        repeating or skipping a step. Read after every call."""
+        ...
+
     async def __call__(self) -> Sequence[Synthetic]: ...
 
 
@@ -221,6 +229,12 @@ class StreamWindow:
         self._retry_ms = retry_ms
         self._page = page
         self._single = len(self.channels) == 1
+        self._ticker_key = ""
+        if ticker is not None and ticker.mark is not None:
+            self._ticker_key, self.positions[ticker.mark[0]] = ticker.mark
+        # A single-channel stream can send the feed's shared frames only while its ids hold
+        # that channel's position alone.
+        self._shared_frames = self._single and not self._ticker_key
         self._prelude = list(prelude)
         self._ticker = ticker
         self._select = select
@@ -295,7 +309,10 @@ class StreamWindow:
                 frames: list[bytes] = []
                 more = await self._collect(feeds, frames)
                 if ticker is not None and loop.time() >= next_tick:
-                    frames.extend(self._synthetic(await ticker()))
+                    ticked = await ticker()
+                    if self._ticker_key and ticker.mark is not None:
+                        self.positions[self._ticker_key] = ticker.mark[1]
+                    frames.extend(self._synthetic(ticked))
                     next_tick = max(next_tick + ticker.interval, loop.time())
                 if frames:
                     await write(b"".join(frames))
@@ -393,7 +410,7 @@ class StreamWindow:
         if self._filtered:
             self._deliver_selected(channel, ((i.epoch, i.event, i) for i in items), frames)
             return
-        if self._single:
+        if self._shared_frames:
             frames.extend(item.frame(channel, fmt) for item in items)
             last = items[-1]
             self.positions[channel] = Position(last.epoch, last.event.seq)

@@ -1,4 +1,6 @@
-"""The README's examples, run: they must keep working, and print what the README says.
+"""The README's curl examples, run: they must keep working, and print what the README says;
+and every endpoint of the service has one (the Python client and command-line sections are
+run by ``test_readme_client.py``).
 
 Any section may have its examples checked (see the README's "Checked examples"):
 
@@ -26,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
-from functions import metrics, tasks
+from functions.app import app
 from tests.servers import ROOT, UvicornServer
 
 pytestmark = pytest.mark.e2e
@@ -129,18 +131,54 @@ def commands(script: str) -> list[str]:
     return script.replace("\\\n", " ").splitlines()
 
 
-def test_every_fleet_and_task_endpoint_has_a_checked_example() -> None:
-    every = [c for e in EXAMPLES for c in commands(e.script) if "curl" in c]
-    for route in [*metrics.routes, *tasks.routes]:
-        assert isinstance(route, Route) and route.methods is not None
-        parts = re.split(r"\{[^}]+\}", route.path)
-        url = re.compile(
-            re.escape(README_URL) + "[^/?' ]+".join(re.escape(p) for p in parts) + r"(?:[?' ]|$)"
-        )
+_PARAMETER = re.compile(r"\{([^}:]+)(?::([^}]+))?\}")
+
+
+def url_pattern(path: str, *, prefix: bool = False) -> re.Pattern[str]:
+    """A curl command's URL for a route's path: ``{id}`` stands for one segment, ``{x:path}``
+    for one or more; a mount's ``prefix`` for anything under it."""
+    regex, at = re.escape(README_URL), 0
+    for parameter in _PARAMETER.finditer(path):
+        regex += re.escape(path[at : parameter.start()])
+        regex += "[^?' ]+" if parameter.group(2) == "path" else "[^/?' ]+"
+        at = parameter.end()
+    regex += re.escape(path[at:])
+    regex += "/[^?' ]+" if prefix else ""
+    return re.compile(regex + r"(?:[?' ]|$)")
+
+
+def endpoints() -> list[tuple[str, re.Pattern[str], bool]]:
+    """Every endpoint of the whole service: ``(name, URL pattern, is a POST)``."""
+    found = []
+    for route in app.routes:
+        if isinstance(route, Mount):
+            found.append((f"GET {route.path}/…", url_pattern(route.path, prefix=True), False))
+            continue
+        assert isinstance(route, Route) and route.methods is not None, route
         posts = "POST" in route.methods
-        assert any(url.search(c) and (("-X POST" in c) == posts) for c in every), (
-            f"{sorted(route.methods)} {route.path}"
-        )
+        found.append((f"{sorted(route.methods)} {route.path}", url_pattern(route.path), posts))
+    return found
+
+
+def test_every_endpoint_has_a_checked_example_with_its_method() -> None:
+    every = [c for e in EXAMPLES for c in commands(e.script) if "curl" in c]
+    missing = [
+        name
+        for name, url, posts in endpoints()
+        if not any(url.search(c) and (("-X POST" in c) == posts) for c in every)
+    ]
+    assert missing == []
+
+
+def test_the_endpoint_check_tells_paths_and_methods_apart() -> None:
+    task_output = url_pattern("/api/tasks/{task_id}/output")
+    assert task_output.search(f"curl -X POST {README_URL}/api/tasks/demo/output -d x")
+    assert not task_output.search(f"curl {README_URL}/api/tasks/demo/output/more")
+    channel = url_pattern("/channels/{channel:path}/stream")
+    assert channel.search(f"curl -N '{README_URL}/channels/rooms/lobby/stream?window=1'")
+    assert url_pattern("/").search(f"curl -s {README_URL}/ | grep title")
+    assert not url_pattern("/").search(f"curl {README_URL}/healthz")
+    assert url_pattern("/static", prefix=True).search(f"curl {README_URL}/static/js/main.js")
 
 
 def test_the_output_matcher_wants_every_line_in_order() -> None:

@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from serverless_sse.auth import Principal
+from serverless_sse.cursor import Cursor, Position
 from serverless_sse.errors import Conflict, NotFound
-from serverless_sse.fleet import Control, Fleet, FleetTicker, server_channel
+from serverless_sse.fleet import TICKS, Control, Fleet, FleetTicker, server_channel, ticks_epoch
 from serverless_sse.fleet.host import HostFleet
 from serverless_sse.fleet.simulation import SimulatedFleet
 from serverless_sse.locks import StoreLock
@@ -187,7 +188,7 @@ async def test_the_host_fleet_cannot_be_controlled(store: MemoryStore) -> None:
 
 async def test_a_ticker_opens_with_the_full_snapshot(fleet: Fleet) -> None:
     ticker = FleetTicker(fleet, ["web-01", "db-01"], await fleet.snapshot())
-    event_type, payload = ticker.first
+    [(event_type, payload)] = ticker.prelude
     assert event_type == "server_update"
     assert payload["full"] is True and payload["tick"] == T0
     assert [s["id"] for s in payload["data"]] == ["web-01", "db-01"]
@@ -223,6 +224,75 @@ async def test_a_full_updates_ticker_sends_every_server_whole(fleet: Fleet, cloc
     [(_, payload)] = await ticker()
     assert payload["full"] is True
     assert payload["data"] == (await fleet.snapshot()).of(["web-01", "db-01"])
+
+
+def cursor_after(tick: int, interval: float = INTERVAL) -> str:
+    """A fleet stream's id as a reader that last got ``tick`` holds it."""
+    positions = {
+        server_channel("web-01"): Position("", 0),
+        TICKS: Position(ticks_epoch(interval), tick),
+    }
+    return Cursor.encode_positions(positions)
+
+
+async def test_a_tickers_mark_is_the_last_tick_it_sent(fleet: Fleet, clock: Clock) -> None:
+    ticker = FleetTicker(fleet, ["web-01"], await fleet.snapshot())
+    assert ticker.mark == (TICKS, Position(ticks_epoch(INTERVAL), T0))
+    clock.now += INTERVAL
+    await ticker()
+    assert ticker.mark == (TICKS, Position(ticks_epoch(INTERVAL), T0 + 1))
+
+
+async def test_a_reconnect_within_the_tick_it_has_gets_the_next_tick_whole(
+    fleet: Fleet, clock: Clock
+) -> None:
+    ticker = FleetTicker(
+        fleet, ["web-01", "db-01"], await fleet.snapshot(), cursor=cursor_after(T0)
+    )
+    assert ticker.prelude == [], "the reader has this tick: it is not sent again"
+    assert await ticker() == []
+    clock.now += INTERVAL
+    [(_, payload)] = await ticker()
+    assert payload["tick"] == T0 + 1 and payload["full"] is True
+    assert payload["data"] == (await fleet.snapshot()).of(["web-01", "db-01"])
+    clock.now += INTERVAL
+    [(_, payload)] = await ticker()
+    assert payload["tick"] == T0 + 2 and payload["full"] is False
+
+
+async def test_a_reconnect_in_the_next_tick_opens_with_it_whole(fleet: Fleet) -> None:
+    ticker = FleetTicker(fleet, ["web-01"], await fleet.snapshot(), cursor=cursor_after(T0 - 1))
+    [(_, payload)] = ticker.prelude
+    assert payload["tick"] == T0 and payload["full"] is True
+
+
+async def test_a_reader_one_tick_ahead_waits_for_the_tick_after_it(
+    fleet: Fleet, clock: Clock
+) -> None:
+    # Its last tick came from an instance whose clock runs a little ahead.
+    ticker = FleetTicker(fleet, ["web-01"], await fleet.snapshot(), cursor=cursor_after(T0 + 1))
+    assert ticker.prelude == []
+    clock.now += INTERVAL
+    assert await ticker() == []
+    clock.now += INTERVAL
+    [(_, payload)] = await ticker()
+    assert payload["tick"] == T0 + 2 and payload["full"] is True
+
+
+@pytest.mark.parametrize("tick", [T0 - 5, T0 + 2, 0])
+async def test_a_reader_away_for_long_or_from_the_future_starts_afresh(
+    fleet: Fleet, tick: int
+) -> None:
+    ticker = FleetTicker(fleet, ["web-01"], await fleet.snapshot(), cursor=cursor_after(tick))
+    [(_, payload)] = ticker.prelude
+    assert payload["tick"] == T0 and payload["full"] is True
+
+
+async def test_a_tick_counted_with_another_interval_is_not_resumed(fleet: Fleet) -> None:
+    cursor = cursor_after(T0, interval=INTERVAL / 2)
+    ticker = FleetTicker(fleet, ["web-01"], await fleet.snapshot(), cursor=cursor)
+    [(_, payload)] = ticker.prelude
+    assert payload["tick"] == T0 and payload["full"] is True
 
 
 # -- the host machine ----------------------------------------------------------------------

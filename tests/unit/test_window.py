@@ -520,6 +520,7 @@ async def test_a_prelude_is_sent_first_with_the_starting_cursor(harness: Harness
 
 class CountingTicker:
     interval = 0.1
+    mark: tuple[str, Position] | None = None
 
     def __init__(self) -> None:
         self.calls = 0
@@ -527,6 +528,14 @@ class CountingTicker:
     async def __call__(self) -> list[tuple[str, Any]]:
         self.calls += 1
         return [("server_update", {"tick": self.calls})]
+
+
+class MarkingTicker(CountingTicker):
+    """A ticker whose count the stream's cursor carries (as the fleet's ticks are)."""
+
+    @property  # type: ignore[override]
+    def mark(self) -> tuple[str, Position]:
+        return "#ticks", Position("t1", self.calls)
 
 
 async def test_a_ticker_adds_computed_events_on_its_interval(harness: Harness) -> None:
@@ -539,6 +548,33 @@ async def test_a_ticker_adds_computed_events_on_its_interval(harness: Harness) -
     assert 5 <= len(ticks) <= 8
     assert client.messages == [1]
     assert client.events[-1].type == "timeout"
+
+
+async def test_a_tickers_mark_is_in_every_id_after_it_moved(harness: Harness) -> None:
+    client = await harness.open(["c"], duration=0.45, heartbeat=10, ticker=MarkingTicker())
+    await client.until(lambda: any(e.type == "server_update" for e in client.events))
+    await harness.publish("c", 1)
+    await client.finished()
+    for event in client.events:
+        cursor = Cursor.decode(event.last_event_id)
+        mark = cursor.position("#ticks")
+        if event.type == "server_update":
+            assert mark == Position("t1", json.loads(event.data)["tick"])
+        else:  # the log's events and the timeout: the last count sent before them
+            assert mark is not None and mark.seq >= 1
+        assert cursor.position("c") is not None
+    epoch = (await harness.store.state("c")).epoch
+    assert Cursor.decode(client.events[-1].last_event_id).position("c") == Position(epoch, 1)
+
+
+async def test_a_cursor_with_a_tickers_mark_resumes_the_channel(harness: Harness) -> None:
+    first = await harness.open(["c"], duration=0.25, heartbeat=10, ticker=MarkingTicker())
+    await harness.publish("c", 1)
+    await first.finished()
+    await harness.publish("c", 2)
+    resumed = await harness.open(["c"], cursor=first.events[-1].last_event_id, duration=0.2)
+    await resumed.finished()
+    assert first.messages == [1] and resumed.messages == [2]
 
 
 def even(event: StoredEvent) -> bool:

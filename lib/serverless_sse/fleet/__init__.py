@@ -3,10 +3,11 @@ events, and controlled with actions whose results arrive as ``control_result`` e
 
 from .fleet import ControlResult, Fleet, FleetSource, server_channel
 from .model import ACTIONS, Control, ControlAction, ControlRequest, ServerSpec, Snapshot, changes
-from .ticker import FleetTicker
+from .ticker import TICKS, FleetTicker, ticks_epoch
 
 __all__ = [
     "ACTIONS",
+    "TICKS",
     "Control",
     "ControlAction",
     "ControlRequest",
@@ -18,4 +19,5 @@ __all__ = [
     "Snapshot",
     "changes",
     "server_channel",
+    "ticks_epoch",
 ]
