@@ -91,7 +91,14 @@ _TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 
 
 class _Conflict(Exception):
-    """A conditional write found the item already there: someone else wrote first."""
+    """A conditional write found the item already there: someone else wrote first.
+
+    ``item`` is the item found, when DynamoDB returned it.
+    """
+
+    def __init__(self, item: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        super().__init__("conditional write conflict")
+        self.item = item
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +134,44 @@ class _First:
     epoch: str
     seq: int
     created: float
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Pending:
+    """A request waiting for its channel's writer."""
+
+    events: Sequence[NewEvent]
+    closing: bool
+    done: asyncio.Future[list[Appended]]
+
+
+def _transaction_items(events: Sequence[NewEvent]) -> int:
+    return len(events) + len({e.idempotency_key for e in events if e.idempotency_key})
+
+
+def _transaction_bytes(events: Sequence[NewEvent]) -> int:
+    return sum(
+        len(e.data.encode()) + len(e.type) + 2 * len(e.idempotency_key or "") + _ITEM_OVERHEAD
+        for e in events
+    )
+
+
+@dataclass(slots=True)
+class _Pace:
+    """How often a channel is polled (``interval``) and when it was last (``last``)."""
+
+    interval: float
+    last: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """The newest event of a log as a writer last wrote or read it."""
+
+    seq: int
+    epoch: str
+    created: float
+    final: bool
 
 
 def _s(value: str) -> AttributeValueTypeDef:
@@ -179,10 +224,13 @@ class DynamoDBStore(EventStore):
         self._poll_min = poll_min
         self._poll_max = max(poll_min, poll_max)
         self._clock = clock
-        # Per channel, bounded: where retention begins (saves the search), and how fast to
-        # poll (fast while events flow, backing off while idle).
+        # Per channel, bounded: where retention begins (saves the search), and when and how
+        # fast to poll (fast while events flow, backing off while idle).
         self._firsts: OrderedDict[str, _First] = OrderedDict()
-        self._intervals: OrderedDict[str, float] = OrderedDict()
+        self._paces: OrderedDict[str, _Pace] = OrderedDict()
+        # Requests waiting to be appended, and the task writing them, per channel.
+        self._queues: dict[str, list[_Pending]] = {}
+        self._writers: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> DynamoDBStore:
@@ -214,7 +262,7 @@ class DynamoDBStore(EventStore):
             error = exc.response.get("Error", {})
             code = error.get("Code", "")
             if code == "ConditionalCheckFailedException":
-                raise _Conflict from None
+                raise _Conflict(exc.response.get("Item")) from None  # type: ignore[arg-type]
             if code == "TransactionCanceledException":
                 reasons = {r.get("Code") for r in exc.response.get("CancellationReasons", [])}
                 if reasons & {"ConditionalCheckFailed", "TransactionConflict"}:
@@ -318,25 +366,30 @@ class DynamoDBStore(EventStore):
     async def read(
         self, channel: str, after: int, *, limit: int, wait: float = 0.0, epoch: str = ""
     ) -> ReadResult:
-        result = await self._read_now(channel, after, limit)
         if wait <= 0:
-            return result
+            return await self._read_now(channel, after, limit)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
+        pace = self._paces.get(channel) or _Pace(self._poll_min, -math.inf)
         while True:
-            if result.events:
-                self._remember(self._intervals, channel, self._poll_min)
-                return result
-            if result.state.closed or (epoch and result.state.epoch != epoch):
-                return result
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return result
-            interval = self._intervals.get(channel, self._poll_min)
-            await asyncio.sleep(min(interval, remaining))
+            # One poll per interval per channel, across calls: a live reader that just got
+            # events asks again one interval later, not at once (an immediate query would
+            # find what the next poll finds, for one more read unit).
+            now = loop.time()
+            due = min(pace.last + pace.interval, deadline)
+            if due > now:
+                await asyncio.sleep(due - now)
             result = await self._read_now(channel, after, limit)
-            if not result.events:
-                self._remember(self._intervals, channel, min(interval * 2, self._poll_max))
+            pace.last = loop.time()
+            if result.events:
+                pace.interval = self._poll_min
+            else:
+                pace.interval = min(pace.interval * 2, self._poll_max)
+            self._remember(self._paces, channel, pace)
+            if result.events or result.state.closed or (epoch and result.state.epoch != epoch):
+                return result
+            if loop.time() >= deadline:
+                return result
 
     async def state(self, channel: str) -> ChannelState:
         horizon = self._clock() - self._retention
@@ -345,40 +398,89 @@ class DynamoDBStore(EventStore):
     # -- appending -------------------------------------------------------------------------
 
     async def append(self, channel: str, events: Sequence[NewEvent]) -> list[Appended]:
-        return await self._write(channel, events, closing=False)
+        return await self._wait(channel, self._write(channel, events, closing=False))
 
     async def close(self, channel: str, final: NewEvent) -> Appended:
-        (appended,) = await self._write(channel, [final], closing=True)
+        (appended,) = await self._wait(channel, self._write(channel, [final], closing=True))
         return appended
 
-    @staticmethod
-    def _check_transaction_size(events: Sequence[NewEvent]) -> None:
-        keyed = {e.idempotency_key for e in events if e.idempotency_key is not None}
-        items = len(events) + len(keyed)
-        if items > MAX_TRANSACTION_ITEMS:
+    def _write(self, channel: str, events: Sequence[NewEvent], *, closing: bool) -> _Pending:
+        """Queue a request for the channel's writer in this process."""
+        if _transaction_items(events) > MAX_TRANSACTION_ITEMS:
             raise PayloadTooLarge(
-                f"{len(events)} events ({len(keyed)} with idempotency keys) take {items} items;"
-                f" DynamoDB stores at most {MAX_TRANSACTION_ITEMS} in one transaction"
+                f"{len(events)} events take {_transaction_items(events)} items (an event with"
+                f" an idempotency key takes two); DynamoDB writes at most"
+                f" {MAX_TRANSACTION_ITEMS} in one transaction"
             )
-        size = sum(
-            len(e.data.encode()) + len(e.type) + 2 * len(e.idempotency_key or "") + _ITEM_OVERHEAD
-            for e in events
-        )
-        if size > MAX_TRANSACTION_BYTES:
+        if _transaction_bytes(events) > MAX_TRANSACTION_BYTES:
             raise PayloadTooLarge(
-                f"the events take about {size} bytes; DynamoDB stores at most"
-                f" {MAX_TRANSACTION_BYTES} in one transaction"
+                f"the events take about {_transaction_bytes(events)} bytes; DynamoDB writes at"
+                f" most {MAX_TRANSACTION_BYTES} in one transaction"
             )
+        pending = _Pending(events, closing, asyncio.get_running_loop().create_future())
+        queue = self._queues.get(channel)
+        if queue is not None:
+            queue.append(pending)
+            return pending
+        queue = self._queues[channel] = [pending]
+        writer = asyncio.create_task(self._drain(channel, queue), name=f"dynamodb:{channel}")
+        self._writers.add(writer)
+        writer.add_done_callback(self._writers.discard)
+        return pending
 
-    async def _write(
-        self, channel: str, events: Sequence[NewEvent], *, closing: bool
-    ) -> list[Appended]:
-        self._check_transaction_size(events)
+    async def _wait(self, channel: str, pending: _Pending) -> list[Appended]:
+        try:
+            # Shielded: once the writer took a request, its outcome is the writer's to tell;
+            # a caller that goes away cannot take back a write that may have landed.
+            return await asyncio.shield(pending.done)
+        except asyncio.CancelledError:
+            queue = self._queues.get(channel)
+            if queue is not None and pending in queue:
+                queue.remove(pending)  # not taken yet: it is never written
+            raise
+
+    async def _drain(self, channel: str, queue: list[_Pending]) -> None:
+        """Write a channel's queued requests one after the other.
+
+        One writer per channel per process, so the process's own publishers never race each
+        other for the next sequence (every lost race is a failed conditional write, which
+        DynamoDB bills like a write, plus a read of the new head). While requests keep
+        coming the writer knows the head it wrote last and skips reading it; a write that
+        finds its item taken (another process wrote) reads the head again. Costs 1 write
+        (and under a steady flow no read) per single-event publish; bounds one process to
+        about one write round trip per event on a channel.
+        """
+        head: _Head | None = None
+        try:
+            while queue:
+                pending = queue.pop(0)
+                try:
+                    results, head = await self._append(channel, pending, head)
+                except Exception as exc:
+                    head = None
+                    pending.done.set_exception(exc)
+                else:
+                    pending.done.set_result(results)
+        except asyncio.CancelledError:
+            for waiting in queue:
+                waiting.done.set_exception(StoreUnavailable("dynamodb: the store closed"))
+            raise
+        finally:
+            if self._queues.get(channel) is queue:
+                del self._queues[channel]
+
+    async def _append(
+        self, channel: str, pending: _Pending, known_head: _Head | None
+    ) -> tuple[list[Appended], _Head | None]:
+        """Append a request's events after the log's head, all or nothing, retrying when
+        another process got there first; its results, and the head after it."""
+        events = pending.events
         keys = list(dict.fromkeys(e.idempotency_key for e in events if e.idempotency_key))
         for attempt in range(_MAX_ATTEMPTS):
             now = self._clock()
             horizon = now - self._retention
-            head = await self._head(channel)
+            head = known_head if known_head is not None else await self._read_head(channel)
+            known_head = None  # trusted once: after a conflict, read it again
             if head is not None and head.final:
                 raise ChannelClosed(f"channel {channel!r} is closed")
             if head is not None and head.created >= horizon:
@@ -401,20 +503,28 @@ class DynamoDBStore(EventStore):
                 fresh.append((last, event))
                 results.append(Appended(last, epoch))
             if not fresh:
-                return results
+                return results, head
+            written = _Head(last, epoch, created, pending.closing)
             token = secrets.token_urlsafe(9)
             try:
-                await self._put(channel, epoch, fresh, created, token, closing=closing)
-                return results
-            except _Conflict:
-                # The write may have landed on an attempt botocore retried after a timeout.
-                first = await self._at_or_after(channel, fresh[0][0])
-                if first is not None and first.seq == fresh[0][0] and first.token == token:
-                    return results
-            # Someone else appended first: read the new head and try again, a little later
-            # each time, so that contending publishers spread out.
+                await self._put(channel, epoch, fresh, created, token, closing=pending.closing)
+                return results, written
+            except _Conflict as conflict:
+                # It may be this very write, landed on an attempt that botocore retried after
+                # a timeout (a transaction is made idempotent by its request token instead).
+                found = conflict.item or {}
+                if found.get("w", {}).get("S") == token:
+                    return results, written
+            # Another process appended first: read the new head and try again, a little
+            # later each time, so that contending processes spread out.
             await asyncio.sleep(random.uniform(0, 0.002 * min(attempt + 1, 25)))
         raise StoreUnavailable(f"channel {channel!r} is too contended to append to")
+
+    async def _read_head(self, channel: str) -> _Head | None:
+        event = await self._head(channel)
+        if event is None:
+            return None
+        return _Head(event.seq, event.epoch, event.created, event.final)
 
     async def _known_keys(
         self, channel: str, keys: list[str], epoch: str, horizon: float
@@ -477,6 +587,8 @@ class DynamoDBStore(EventStore):
                     Item=item,
                     ConditionExpression=new_item,
                     ExpressionAttributeNames=names,
+                    # A failed write returns the item in the way (free): is it this write's?
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
             )
             return
@@ -679,6 +791,9 @@ class DynamoDBStore(EventStore):
 
     async def aclose(self) -> None:
         self._closed = True
+        for writer in list(self._writers):
+            writer.cancel()
+        await asyncio.gather(*self._writers, return_exceptions=True)
         # Waiting for in-flight calls must not block the event loop; they are bounded by the
         # client's timeouts.
         await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
