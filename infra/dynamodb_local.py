@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
         serving.join()
     except KeyboardInterrupt:
         server.shutdown()
+    # Without waiting for clients' idle keep-alive connections to close: nothing is kept.
+    os._exit(0)
 
 
 if __name__ == "__main__":

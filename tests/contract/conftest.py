@@ -25,7 +25,7 @@ from serverless_sse.stores.base import EventStore
 from serverless_sse.stores.dynamodb import DynamoDBStore, create_table
 from serverless_sse.stores.memory import MemoryStore
 from serverless_sse.stores.redis import RedisStore
-from tests.servers import MotoServer, RedisClusterServers
+from tests.servers import MotoServer, RedisClusterServers, free_port
 from tests.stores import flush_redis
 
 REDIS_URL = "redis://127.0.0.1:6379/1"
@@ -45,6 +45,8 @@ class Backend:
     lose_log: Callable[[EventStore, str], Awaitable[None]]
     #: A fixture the backend needs (a server, a table); its value is ``open``'s first argument.
     needs: str | None = None
+    #: A store of this backend whose server cannot be reached (``None``: it cannot fail).
+    unreachable: Callable[[Any], Awaitable[EventStore]] | None = None
 
 
 async def _open_memory(_: None, *, retention_events: int, retention_seconds: float) -> EventStore:
@@ -95,17 +97,47 @@ async def _lose_dynamodb_log(store: EventStore, channel: str) -> None:
     await store.forget_log(channel)
 
 
+async def _unreachable_redis(_: Any) -> EventStore:
+    return RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/1", timeout=1.0)
+
+
+async def _unreachable_redis_cluster(_: Any) -> EventStore:
+    return RedisStore.from_url(f"redis+cluster://127.0.0.1:{free_port()}", timeout=1.0)
+
+
+async def _unreachable_dynamodb(table: DynamoDBTable) -> EventStore:
+    if table.endpoint_url is None:  # in process: a table that does not exist
+        return DynamoDBStore("no-such-table", region=REGION, threads=1)
+    return DynamoDBStore(
+        table.name, region=REGION, endpoint_url=f"http://127.0.0.1:{free_port()}", timeout=1.0
+    )
+
+
 BACKENDS: dict[str, Backend] = {
     "memory": Backend("memory", _open_memory, _lose_memory_log),
-    "redis": Backend("redis", _open_redis, _lose_redis_log, needs="contract_redis_db"),
+    "redis": Backend(
+        "redis", _open_redis, _lose_redis_log, "contract_redis_db", _unreachable_redis
+    ),
     "redis-cluster": Backend(
-        "redis-cluster", _open_redis_cluster, _lose_redis_log, needs="redis_cluster"
+        "redis-cluster",
+        _open_redis_cluster,
+        _lose_redis_log,
+        "redis_cluster",
+        _unreachable_redis_cluster,
     ),
     "dynamodb-mock": Backend(
-        "dynamodb-mock", _open_dynamodb, _lose_dynamodb_log, needs="dynamodb_mock_table"
+        "dynamodb-mock",
+        _open_dynamodb,
+        _lose_dynamodb_log,
+        "dynamodb_mock_table",
+        _unreachable_dynamodb,
     ),
     "dynamodb-server": Backend(
-        "dynamodb-server", _open_dynamodb, _lose_dynamodb_log, needs="dynamodb_server_table"
+        "dynamodb-server",
+        _open_dynamodb,
+        _lose_dynamodb_log,
+        "dynamodb_server_table",
+        _unreachable_dynamodb,
     ),
 }
 
@@ -162,6 +194,16 @@ async def open_store(
     yield open_
     for store in opened:
         await store.aclose()
+
+
+@pytest.fixture
+async def unreachable_store(backend: Backend, backend_resource: Any) -> AsyncIterator[EventStore]:
+    """A store of the parametrized backend whose server does not answer."""
+    if backend.unreachable is None:
+        pytest.skip(f"the {backend.name} store cannot fail")
+    store = await backend.unreachable(backend_resource)
+    yield store
+    await store.aclose()
 
 
 @pytest.fixture

@@ -284,9 +284,9 @@ async def test_a_cursor_behind_the_retention_gets_the_exact_reset_then_what_is_k
 ) -> None:
     base = short_retention.url
     first = (await publish(http, base, channel, {"data": 1})).json()["events"][0]["id"]
-    for start in range(2, 602, 10):
+    for start in range(2, 602, 100):
         response = await publish(
-            http, base, channel, [{"data": n} for n in range(start, start + 10)]
+            http, base, channel, [{"data": n} for n in range(start, start + 100)]
         )
         assert response.status_code == 201
     result = await read_stream(http, f"{base}/channels/{channel}/stream", last_event_id=first)
@@ -382,7 +382,7 @@ async def test_a_multiplexed_stream_follows_channels_on_different_cluster_nodes(
         base = server.url
         for channel in channels:
             assert (await publish(http, base, channel, {"data": channel})).status_code == 201
-        url = f"{base}/stream?channels={','.join(channels)}&from=start&window=3"
+        url = f"{base}/stream?channels={','.join(channels)}&from=start&window=2"
         stream = asyncio.create_task(read_stream(http, url, max_seconds=20))
         await asyncio.sleep(1.0)
         for channel in channels:

@@ -56,6 +56,7 @@ import random
 import re
 import secrets
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -156,12 +157,14 @@ def _transaction_bytes(events: Sequence[NewEvent]) -> int:
     )
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Pace:
-    """How often a channel is polled (``interval``) and when it was last (``last``)."""
+    """How often a channel is polled (``interval``), when it was last, and what it showed."""
 
     interval: float
     last: float
+    state: ChannelState
+    stale: bool = False  # this store appended since
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +231,11 @@ class DynamoDBStore(EventStore):
         # fast to poll (fast while events flow, backing off while idle).
         self._firsts: OrderedDict[str, _First] = OrderedDict()
         self._paces: OrderedDict[str, _Pace] = OrderedDict()
+        # Wake-ups for readers waiting on a channel this store appends to, kept only while
+        # someone waits (weakly held).
+        self._signals: weakref.WeakValueDictionary[str, asyncio.Event] = (
+            weakref.WeakValueDictionary()
+        )
         # Requests waiting to be appended, and the task writing them, per channel.
         self._queues: dict[str, list[_Pending]] = {}
         self._writers: set[asyncio.Task[None]] = set()
@@ -370,26 +378,52 @@ class DynamoDBStore(EventStore):
             return await self._read_now(channel, after, limit)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        pace = self._paces.get(channel) or _Pace(self._poll_min, -math.inf)
         while True:
-            # One poll per interval per channel, across calls: a live reader that just got
-            # events asks again one interval later, not at once (an immediate query would
-            # find what the next poll finds, for one more read unit).
+            # One poll per interval per channel, across calls: a live reader that has all the
+            # last poll saw asks again one interval later, not at once (an immediate query
+            # would find what the next poll finds, for one more read unit). An append through
+            # this store sets the fast pace and marks what the last poll saw as stale.
             now = loop.time()
-            due = min(pace.last + pace.interval, deadline)
-            if due > now:
-                await asyncio.sleep(due - now)
+            pace = self._paces.get(channel)
+            if pace is not None and after >= pace.state.last_seq:
+                due = pace.last + pace.interval
+                if due > now:
+                    if pace.stale:
+                        due = min(due, deadline)  # look before the wait ends, at the latest
+                    elif due >= deadline:
+                        if not await self._nap(channel, deadline - now):
+                            return ReadResult([], pace.state)  # nothing new since last poll
+                        continue
+                    await self._nap(channel, due - now)
+                    continue
             result = await self._read_now(channel, after, limit)
-            pace.last = loop.time()
-            if result.events:
-                pace.interval = self._poll_min
-            else:
-                pace.interval = min(pace.interval * 2, self._poll_max)
-            self._remember(self._paces, channel, pace)
+            interval = self._poll_min if pace is None else pace.interval
+            interval = self._poll_min if result.events else min(interval * 2, self._poll_max)
+            self._remember(self._paces, channel, _Pace(interval, loop.time(), result.state))
             if result.events or result.state.closed or (epoch and result.state.epoch != epoch):
                 return result
             if loop.time() >= deadline:
                 return result
+
+    async def _nap(self, channel: str, seconds: float) -> bool:
+        """Sleep ``seconds``, or less if this store appends to ``channel`` (then true)."""
+        signal = self._signals.get(channel)
+        if signal is None:
+            signal = self._signals[channel] = asyncio.Event()
+        try:
+            async with asyncio.timeout(seconds):
+                await signal.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _appended(self, channel: str) -> None:
+        pace = self._paces.get(channel)
+        if pace is not None:
+            self._paces[channel] = _Pace(self._poll_min, pace.last, pace.state, stale=True)
+        signal = self._signals.pop(channel, None)
+        if signal is not None:
+            signal.set()
 
     async def state(self, channel: str) -> ChannelState:
         horizon = self._clock() - self._retention
@@ -460,6 +494,7 @@ class DynamoDBStore(EventStore):
                     head = None
                     pending.done.set_exception(exc)
                 else:
+                    self._appended(channel)
                     pending.done.set_result(results)
         except asyncio.CancelledError:
             for waiting in queue:

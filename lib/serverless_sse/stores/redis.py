@@ -41,6 +41,7 @@ import asyncio
 import functools
 import hashlib
 import math
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -51,7 +52,7 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from ..errors import ChannelClosed, StoreUnavailable
 from ..events import NewEvent, StoredEvent
@@ -63,6 +64,9 @@ T = TypeVar("T")
 Client = Redis | RedisCluster
 
 _PREFIX = "sse"
+_SEEN_CHANNELS = 10_000
+# Everything that means "Redis did not do it": errors, lost connections, an unreachable cluster.
+_FAILURES = (RedisError, RedisClusterException, OSError)
 _SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
 
 
@@ -150,6 +154,9 @@ class RedisStore(EventStore):
         self._lease, self._increment = _lua("lease"), _lua("increment")
         self._loading = asyncio.Lock()
         self._loads = 0
+        # The last state read of each channel (bounded), and its log's id base: where a
+        # waiting read starts its XREAD.
+        self._seen: OrderedDict[str, _Snapshot] = OrderedDict()
 
     @classmethod
     def from_url(
@@ -208,7 +215,7 @@ class RedisStore(EventStore):
             try:
                 await _ready(self._client)
                 return await call()
-            except (RedisError, OSError) as exc:
+            except _FAILURES as exc:
                 raise StoreUnavailable(f"redis: {exc or type(exc).__name__}") from exc
 
     async def _load_scripts(self, seen: int) -> None:
@@ -275,47 +282,62 @@ class RedisStore(EventStore):
     async def _read_now(self, channel: str, after: int, limit: int) -> _Snapshot:
         keys = [_meta_key(channel), _log_key(channel)]
         args = self._read_args(after, limit)
-        reply = await self._eval(self._read, keys, args)
-        return _snapshot(channel, reply)
+        snapshot = _snapshot(channel, await self._eval(self._read, keys, args))
+        self._seen[channel] = _Snapshot(ReadResult([], snapshot.result.state), snapshot.base)
+        self._seen.move_to_end(channel)
+        if len(self._seen) > _SEEN_CHANNELS:
+            self._seen.popitem(last=False)
+        return snapshot
 
     async def read(
         self, channel: str, after: int, *, limit: int, wait: float = 0.0, epoch: str = ""
     ) -> ReadResult:
-        snapshot = await self._read_now(channel, after, limit)
         if wait <= 0:
-            return snapshot.result
+            return (await self._read_now(channel, after, limit)).result
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        while True:
-            result = snapshot.result
+
+        def done(result: ReadResult) -> bool:
             lost = bool(epoch) and result.state.epoch != epoch
-            if result.events or result.state.closed or lost:
-                return result
+            return bool(result.events) or result.state.closed or lost
+
+        # A live reader calls again as soon as it got events: it knows the log's id base
+        # from then, so the wait starts with XREAD after its own position, which returns at
+        # once if anything is there already. That saves a script call per wake-up.
+        seen = self._seen.get(channel)
+        if seen is None or done(seen.result):
+            seen = await self._read_now(channel, after, limit)
+            if done(seen.result):
+                return seen.result
+        while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                # A wait that saw nothing returns the state from its start: nothing was
-                # appended meanwhile (that would have ended the wait).
-                return result
-            if await self._wait(channel, snapshot, remaining):
+                # Nothing was appended (that would have ended the wait): the state last seen
+                # still holds, but for what time alone changes (age retention).
+                return ReadResult([], seen.result.state)
+            if await self._wait(channel, seen, min(after, seen.result.state.last_seq), remaining):
                 snapshot = await self._read_now(channel, after, limit)
+                if done(snapshot.result):
+                    return snapshot.result
+                seen = snapshot
 
-    async def _wait(self, channel: str, snapshot: _Snapshot, seconds: float) -> bool:
-        """Wait until the log may have changed (true) or ``seconds`` passed with nothing."""
+    async def _wait(self, channel: str, seen: _Snapshot, after: int, seconds: float) -> bool:
+        """Wait until the log may have something after ``after`` (true), or ``seconds``
+        passed with nothing (false)."""
         if self._waits.locked():
             # Every blocking connection is busy: poll.
             await asyncio.sleep(min(seconds, self._poll))
             return True
-        state = snapshot.result.state
-        after = f"{snapshot.base}-{state.last_seq}" if snapshot.base is not None else "0-0"
+        position = f"{seen.base}-{after}" if seen.base is not None else "0-0"
         async with self._waits:
             try:
                 # The connection has no socket timeout (it blocks on purpose); this bounds it.
                 async with asyncio.timeout(seconds + self._timeout):
                     await _ready(self._blocking)
                     found = await self._blocking.xread(
-                        {_log_key(channel): after}, count=1, block=_ms(seconds)
+                        {_log_key(channel): position}, count=1, block=_ms(seconds)
                     )
-            except (RedisError, OSError) as exc:
+            except _FAILURES as exc:
                 raise StoreUnavailable(f"redis: {exc or type(exc).__name__}") from exc
             except TimeoutError:
                 raise StoreUnavailable("redis did not answer a blocking read in time") from None
