@@ -24,6 +24,12 @@ let a reader see a gap when the put comes late or never. A closed channel is one
 is its final event, so closing and appending race on the same item and cannot interleave.
 The epoch is stored on every event; a log with no items gets a new one.
 
+In one process, one writer per channel writes the publishes one after the other, so the
+process never races itself; while publishes keep coming it trusts the head it wrote last
+instead of reading it again (a write that finds its item taken reads it). The one thing that
+trust could miss, a table deleted and recreated between two writes of a burst, cannot happen
+on AWS (deleting a table takes seconds, and writes fail meanwhile, which ends the trust).
+
 **Retention.** Every event carries a TTL attribute (``x``): DynamoDB deletes expired items for
 free, but late (up to days), so reads filter by the created time as well. Count retention is
 applied on read only (events more than ``retention_events`` behind the head are never
@@ -37,9 +43,10 @@ numbering), and a reader still holding a cursor into the expired log is told so 
 so a closed channel stays closed.
 
 **Live reads** poll: while events flow every ``SSE_DYNAMODB_POLL_MIN_SECONDS``, backing off
-to ``SSE_DYNAMODB_POLL_MAX_SECONDS`` while the channel is idle. The fan-out makes that one
-poll loop per live channel per process. A poll is one query from the reader's own last event
-(inclusive): that item proves the log is still the same one, and anything after it is new.
+to ``SSE_DYNAMODB_POLL_MAX_SECONDS`` while the channel is idle, at most one poll per interval
+per channel however many calls wait (the fan-out makes that one caller per live channel per
+process). A poll is one query from the reader's own last event (inclusive): that item proves
+the log is still the same one, and anything after it is new.
 
 **Threads.** boto3 blocks; every call runs in a bounded thread pool (``SSE_DYNAMODB_THREADS``,
 with as many pooled HTTP connections), never on the event loop. Any failure is
@@ -386,6 +393,8 @@ class DynamoDBStore(EventStore):
             now = loop.time()
             pace = self._paces.get(channel)
             if pace is not None and after >= pace.state.last_seq:
+                if pace.state.closed or (epoch and pace.state.epoch != epoch):
+                    return ReadResult([], pace.state)  # nothing more will come to this reader
                 due = pace.last + pace.interval
                 if due > now:
                     if pace.stale:
@@ -485,6 +494,7 @@ class DynamoDBStore(EventStore):
         about one write round trip per event on a channel.
         """
         head: _Head | None = None
+        pending: _Pending | None = None
         try:
             while queue:
                 pending = queue.pop(0)
@@ -497,8 +507,9 @@ class DynamoDBStore(EventStore):
                     self._appended(channel)
                     pending.done.set_result(results)
         except asyncio.CancelledError:
-            for waiting in queue:
-                waiting.done.set_exception(StoreUnavailable("dynamodb: the store closed"))
+            for waiting in [pending, *queue]:
+                if waiting is not None and not waiting.done.done():
+                    waiting.done.set_exception(StoreUnavailable("dynamodb: the store closed"))
             raise
         finally:
             if self._queues.get(channel) is queue:

@@ -18,8 +18,8 @@ O(log n).
 Live waits block in ``XREAD`` after the log's last entry id. The ``base`` part of the ids is
 the log's creation time, so when a log is lost (``FLUSHDB``, a restart without persistence)
 the recreated log's ids sort after the lost one's and the blocked read wakes up at its first
-event; the caller then sees the new epoch. (If nothing is appended after the loss, the wait
-runs to its end and the next read reports the empty log.)
+event; the caller then sees the new epoch. (If nothing is appended after the loss, live
+readers notice within a minute: a waiting read looks at the state at least that often.)
 
 Connections. Each waiting read holds a connection for its whole wait, and the fan-out keeps
 one waiting read per live channel per process. So waits have their own bounded pool
@@ -65,6 +65,7 @@ Client = Redis | RedisCluster
 
 _PREFIX = "sse"
 _SEEN_CHANNELS = 10_000
+_SEEN_FOR = 60.0  # seconds a waiting read may start from a state read earlier
 # Everything that means "Redis did not do it": errors, lost connections, an unreachable cluster.
 _FAILURES = (RedisError, RedisClusterException, OSError)
 _SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
@@ -110,10 +111,12 @@ def _ms(seconds: float) -> int:
 
 @dataclass(frozen=True, slots=True)
 class _Snapshot:
-    """A read, plus the log's id base (``None`` without a log) for a following ``XREAD``."""
+    """A read, plus the log's id base (``None`` without a log) for a following ``XREAD``,
+    and when it was taken (event loop time)."""
 
     result: ReadResult
     base: str | None
+    taken: float = 0.0
 
 
 class RedisStore(EventStore):
@@ -283,7 +286,8 @@ class RedisStore(EventStore):
         keys = [_meta_key(channel), _log_key(channel)]
         args = self._read_args(after, limit)
         snapshot = _snapshot(channel, await self._eval(self._read, keys, args))
-        self._seen[channel] = _Snapshot(ReadResult([], snapshot.result.state), snapshot.base)
+        taken = asyncio.get_running_loop().time()
+        self._seen[channel] = _Snapshot(ReadResult([], snapshot.result.state), snapshot.base, taken)
         self._seen.move_to_end(channel)
         if len(self._seen) > _SEEN_CHANNELS:
             self._seen.popitem(last=False)
@@ -301,11 +305,13 @@ class RedisStore(EventStore):
             lost = bool(epoch) and result.state.epoch != epoch
             return bool(result.events) or result.state.closed or lost
 
-        # A live reader calls again as soon as it got events: it knows the log's id base
+        # A live reader calls again as soon as it got events: the log's id base is known
         # from then, so the wait starts with XREAD after its own position, which returns at
-        # once if anything is there already. That saves a script call per wake-up.
+        # once if anything is there already. That saves a script call per wake-up. The state
+        # is looked at again at least every minute all the same: a lost log whose successor
+        # got ids below the lost one's (Redis's clock went back) would wake no XREAD.
         seen = self._seen.get(channel)
-        if seen is None or done(seen.result):
+        if seen is None or done(seen.result) or loop.time() - seen.taken > _SEEN_FOR:
             seen = await self._read_now(channel, after, limit)
             if done(seen.result):
                 return seen.result
