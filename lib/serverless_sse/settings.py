@@ -76,6 +76,39 @@ class Settings(BaseSettings):
         10.0, gt=0, le=60, description="how long a write waits for a busy task or server"
     )
 
+    # -- stores (issue 3): the Redis and DynamoDB backends ----------------------------------
+    log_linger_seconds: float = Field(
+        7 * 86_400,
+        ge=0,
+        description="how long a channel's epoch, sequence and closed flag outlive its last event",
+    )
+    redis_max_connections: int = Field(
+        64, gt=0, description="Redis connections for commands, per process (and per cluster node)"
+    )
+    redis_max_waits: int = Field(
+        256,
+        gt=0,
+        description="blocking XREADs per process (one per live channel); beyond that, waits poll",
+    )
+    redis_poll_seconds: float = Field(
+        0.5, gt=0, description="poll interval of a wait when every blocking connection is busy"
+    )
+    redis_timeout_seconds: float = Field(
+        5.0, gt=0, description="connect and reply timeout of a Redis command"
+    )
+    dynamodb_threads: int = Field(
+        16, gt=0, le=256, description="threads (and HTTP connections) running boto3 calls"
+    )
+    dynamodb_poll_min_seconds: float = Field(
+        0.1, gt=0, description="live poll interval of a channel while events flow"
+    )
+    dynamodb_poll_max_seconds: float = Field(
+        2.0, gt=0, description="live poll interval of an idle channel (it backs off up to this)"
+    )
+    dynamodb_timeout_seconds: float = Field(
+        5.0, gt=0, description="connect and read timeout of a DynamoDB call"
+    )
+
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     @field_validator("cors_origins", mode="before")

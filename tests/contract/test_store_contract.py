@@ -6,15 +6,17 @@ The stream window relies on exactly these behaviours, nothing more.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 
 import pytest
 
-from serverless_sse.errors import ChannelClosed
+from serverless_sse.cursor import Position
+from serverless_sse.errors import ChannelClosed, StoreUnavailable
 from serverless_sse.events import NewEvent
-from serverless_sse.stores.base import ChannelState, EventStore
+from serverless_sse.stores.base import Appended, ChannelState, EventStore
 
 from .conftest import Backend
 
@@ -420,3 +422,90 @@ async def test_concurrent_lease_requests_never_exceed_the_limit(store: EventStor
 
 async def test_ping_answers(store: EventStore) -> None:
     await store.ping()
+
+
+# -- what the durable backends make relevant -----------------------------------------------
+
+
+async def test_epochs_fit_in_a_cursor(store: EventStore, channel: str) -> None:
+    (appended,) = await store.append(channel, [ev(1)])
+    assert len(appended.epoch) <= 8
+    assert Position(appended.epoch, appended.seq).epoch == appended.epoch
+
+
+async def test_a_batch_of_only_known_keys_stores_nothing(store: EventStore, channel: str) -> None:
+    first = await store.append(channel, [ev(1, key="a"), ev(2, key="b")])
+    again = await store.append(channel, [ev(1, key="b"), ev(2, key="a")])
+    assert [(r.seq, r.duplicate) for r in again] == [(2, True), (1, True)]
+    assert {r.epoch for r in first + again} == {first[0].epoch}
+    assert (await store.state(channel)).last_seq == 2
+
+
+async def test_a_large_event_round_trips_intact(store: EventStore, channel: str) -> None:
+    text = ('ünïcødé 世界 "quoted" \\ back\nslash\r\n' * 1500)[:60_000]
+    data = '{"text":' + json.dumps(text, ensure_ascii=False) + "}"
+    await store.append(channel, [NewEvent("big", data)])
+    (event,) = (await store.read(channel, 0, limit=10)).events
+    assert event.data == data
+    assert event.payload() == {"text": text}
+
+
+async def test_reading_past_the_end_returns_nothing_and_the_state(
+    store: EventStore, channel: str
+) -> None:
+    await append_n(store, channel, 3)
+    result = await store.read(channel, 10, limit=10)
+    assert result.events == []
+    assert (result.state.first_seq, result.state.last_seq) == (1, 3)
+
+
+async def test_a_close_racing_appends_is_always_the_last_event(
+    store: EventStore, channel: str
+) -> None:
+    await append_n(store, channel, 1)
+
+    async def publish(n: int) -> int | None:
+        try:
+            (appended,) = await store.append(channel, [ev(n)])
+        except ChannelClosed:
+            return None
+        return appended.seq
+
+    outcomes = await asyncio.gather(
+        *(publish(n) for n in range(2, 8)),
+        store.close(channel, NewEvent("complete", "null")),
+        *(publish(n) for n in range(8, 14)),
+    )
+    final = outcomes[6]
+    assert isinstance(final, Appended)
+    stored = [s for s in outcomes[:6] + outcomes[7:] if s is not None]
+    state = await store.state(channel)
+    assert state.closed_seq == state.last_seq == final.seq == len(stored) + 2
+    events = (await store.read(channel, 0, limit=100)).events
+    assert [e.seq for e in events] == list(range(1, final.seq + 1))
+    assert events[-1].type == "complete"
+    assert sorted(stored) == list(range(2, final.seq))
+
+
+async def test_an_unreachable_store_answers_store_unavailable_to_every_call(
+    unreachable_store: EventStore, channel: str
+) -> None:
+    store = unreachable_store
+    calls: list[Awaitable[object]] = [
+        store.append(channel, [ev(1)]),
+        store.read(channel, 0, limit=10),
+        store.read(channel, 0, limit=10, wait=0.5),
+        store.state(channel),
+        store.states([channel, channel + "/b"]),
+        store.close(channel, NewEvent("complete", "null")),
+        store.get_value("k"),
+        store.put_value("k", "v"),
+        store.increment("k"),
+        store.delete_value("k"),
+        store.acquire_lease("g", "h", limit=1, ttl=5),
+        store.release_lease("g", "h"),
+        store.ping(),
+    ]
+    for call in calls:
+        with pytest.raises(StoreUnavailable):
+            await call
