@@ -57,7 +57,9 @@ LINE_SECONDS = 0.1
 def server_env(store: str) -> dict[str, str]:
     return {
         "SSE_STORE": store,
-        "SSE_FLEET_INTERVAL_SECONDS": "1",  # several ticks per window
+        # A reader that is away for more than a tick starts again at the current one (metrics
+        # are state): 2-second ticks leave a loaded machine well over a second to reconnect.
+        "SSE_FLEET_INTERVAL_SECONDS": "2",
         "SSE_RETRY_MS": "250",  # the browser reconnects 250 ms after each window
         "SSE_HEARTBEAT_SECONDS": "1",
         "SSE_RESPONDER_PIECE_SECONDS": "0.005",
