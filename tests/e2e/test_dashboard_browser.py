@@ -50,6 +50,9 @@ CHROMIUM_ARGS = [
 REDIS_STORE = "redis://127.0.0.1:6379/10"  # this module's own database
 WINDOW = 2  # seconds: the page's ?window=
 WINDOW_ENDS = 3
+# A reader that is away for more than a tick starts again at the current one (metrics are
+# state): 2-second ticks leave a loaded machine well over a second to reconnect.
+FLEET_TICK_SECONDS = 2
 PERSONAS = ["Ari", "Bo", "Cy"]
 LINE_SECONDS = 0.1
 
@@ -57,9 +60,7 @@ LINE_SECONDS = 0.1
 def server_env(store: str) -> dict[str, str]:
     return {
         "SSE_STORE": store,
-        # A reader that is away for more than a tick starts again at the current one (metrics
-        # are state): 2-second ticks leave a loaded machine well over a second to reconnect.
-        "SSE_FLEET_INTERVAL_SECONDS": "2",
+        "SSE_FLEET_INTERVAL_SECONDS": str(FLEET_TICK_SECONDS),
         "SSE_RETRY_MS": "250",  # the browser reconnects 250 ms after each window
         "SSE_HEARTBEAT_SECONDS": "1",
         "SSE_RESPONDER_PIECE_SECONDS": "0.005",
@@ -451,7 +452,9 @@ def test_a_hidden_tab_holds_no_stream_and_resumes_where_it_left_off(browser: Bro
                     time.sleep(0.1)
                 assert open_streams(http) == 0, "a hidden tab keeps no stream open"
                 hidden = page.evaluate("() => window.sseDiagnostics")
-                time.sleep(2.5)  # ticks pass and the agent writes on while nobody looks
+                # Ticks pass (more than one, so the fleet must skip some) and the agent writes
+                # on while nobody looks.
+                time.sleep(2 * FLEET_TICK_SECONDS + 0.5)
                 assert (
                     page.evaluate("() => window.sseDiagnostics.task.events")
                     == (hidden["task"]["events"])
