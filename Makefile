@@ -22,8 +22,11 @@ venv:
 	@scripts/venv.sh
 
 # The deployable service (AWS Lambda, see README "Deploy"): build/package/serverless-sse.zip
-# and the CloudFormation template in .serverless/ (STAGE=dev unless told).
+# and the CloudFormation template in .serverless/. STAGE=dev and REGION=us-east-1 unless told;
+# SLS_ARGS go to `serverless package` (e.g. SLS_ARGS='--param=streamWindowSeconds=840').
 STAGE ?= dev
+REGION ?= us-east-1
+SLS_ARGS ?=
 package: venv
 	@scripts/ensure-serverless.sh
-	.venv/bin/python infra/package.py --stage $(STAGE)
+	.venv/bin/python infra/package.py --stage $(STAGE) --region $(REGION) -- $(SLS_ARGS)

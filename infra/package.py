@@ -1,6 +1,7 @@
 """Package the service for AWS Lambda (``make package``).
 
     .venv/bin/python infra/package.py [--stage dev] [--region us-east-1] [--out .serverless]
+                                     [-- <more serverless options, e.g. --param="k=v">]
 
 1. Dependencies: the project's runtime dependencies (``pyproject.toml``) installed by pip for
    the Lambda runtime (CPython 3.13 on x86_64 Linux, binary wheels only) into
@@ -165,7 +166,7 @@ def write_zip(destination: Path, *directories: Path) -> tuple[int, int]:
     return len(entries), total
 
 
-def framework_package(stage: str, region: str, out: Path) -> None:
+def framework_package(stage: str, region: str, out: Path, options: list[str]) -> None:
     serverless = ROOT / "node_modules" / ".bin" / "serverless"
     if not serverless.exists():
         raise SystemExit("the Serverless Framework is missing: run scripts/ensure-serverless.sh")
@@ -176,7 +177,7 @@ def framework_package(stage: str, region: str, out: Path) -> None:
         "SLS_NOTIFICATIONS_MODE": "off",
     }
     command = [str(serverless), "package", "--stage", stage, "--region", region]
-    subprocess.run([*command, "--package", str(out)], cwd=ROOT, env=env, check=True)
+    subprocess.run([*command, "--package", str(out), *options], cwd=ROOT, env=env, check=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -191,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         help="artifact: build the zip only (the step that downloads); template: only run "
         "the framework on the zip built before (the step that must need no network)",
     )
+    parser.add_argument("framework_options", nargs="*", help="passed to serverless package")
     args = parser.parse_args(argv)
     if args.step in ("all", "artifact"):
         python = lambda_python()
@@ -205,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.step in ("all", "template"):
         if not ARTIFACT.exists():
             raise SystemExit(f"{ARTIFACT.relative_to(ROOT)} is missing: build it first")
-        framework_package(args.stage, args.region, args.out)
+        framework_package(args.stage, args.region, args.out, args.framework_options)
 
 
 if __name__ == "__main__":
