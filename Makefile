@@ -3,7 +3,7 @@
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint venv
+.PHONY: run test lint venv package
 
 run: venv
 	.venv/bin/uvicorn functions.app:app --host $(HOST) --port $(PORT)
@@ -14,7 +14,19 @@ test:
 lint: venv
 	.venv/bin/ruff check lib functions tests bench
 	.venv/bin/ruff format --check lib functions tests bench
+	.venv/bin/ruff check infra
+	.venv/bin/ruff format --check infra
 	.venv/bin/mypy
 
 venv:
 	@scripts/venv.sh
+
+# The deployable service (AWS Lambda, see README "Deploy"): build/package/serverless-sse.zip
+# and the CloudFormation template in .serverless/. STAGE=dev and REGION=us-east-1 unless told;
+# SLS_ARGS go to `serverless package` (e.g. SLS_ARGS='--param=streamWindowSeconds=840').
+STAGE ?= dev
+REGION ?= us-east-1
+SLS_ARGS ?=
+package: venv
+	@scripts/ensure-serverless.sh
+	.venv/bin/python infra/package.py --stage $(STAGE) --region $(REGION) -- $(SLS_ARGS)

@@ -24,6 +24,7 @@ from serverless_sse.http import (
     query_int,
     read_body,
 )
+from serverless_sse.lambda_handler import LambdaHandler
 from serverless_sse.service import create_app, service_of
 from serverless_sse.window import plan_stream, read_after
 
@@ -177,3 +178,5 @@ routes = [
 ]
 
 app = create_app(routes)
+# On AWS Lambda behind API Gateway (through Mangum); streams answer there as long-polls.
+handler = LambdaHandler(app)

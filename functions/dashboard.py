@@ -16,6 +16,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from serverless_sse.lambda_handler import LambdaHandler
 from serverless_sse.service import create_app
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -70,3 +71,5 @@ routes = [
 ]
 
 app = create_app(routes)
+# On AWS Lambda behind API Gateway (through Mangum); streams answer there as long-polls.
+handler = LambdaHandler(app)

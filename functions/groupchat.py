@@ -23,6 +23,7 @@ from serverless_sse.http import (
     query_float,
     read_body,
 )
+from serverless_sse.lambda_handler import LambdaHandler
 from serverless_sse.personas import DEFAULT_PERSONAS, Persona, Style
 from serverless_sse.protocol import encode_event
 from serverless_sse.rooms import Rooms, room_channel
@@ -175,3 +176,5 @@ routes = [
 ]
 
 app = create_app(routes)
+# On AWS Lambda behind API Gateway (through Mangum); streams answer there as long-polls.
+handler = LambdaHandler(app)

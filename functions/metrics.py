@@ -11,6 +11,7 @@ from serverless_sse.errors import Forbidden, Unauthorized, ValidationFailed
 from serverless_sse.events import parse_model
 from serverless_sse.fleet import ControlRequest, Fleet, FleetTicker, ServerSpec, server_channel
 from serverless_sse.http import event_format, last_event_id, query_float, read_body
+from serverless_sse.lambda_handler import LambdaHandler
 from serverless_sse.service import create_app, service_of
 from serverless_sse.window import plan_stream
 
@@ -121,3 +122,5 @@ routes = [
 ]
 
 app = create_app(routes)
+# On AWS Lambda behind API Gateway (through Mangum); streams answer there as long-polls.
+handler = LambdaHandler(app)

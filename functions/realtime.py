@@ -23,6 +23,7 @@ from serverless_sse.http import (
     query_float,
     read_body,
 )
+from serverless_sse.lambda_handler import LambdaHandler
 from serverless_sse.polls import VOTES_CHANNEL, Polls
 from serverless_sse.realtime import (
     CHAT_CHANNEL,
@@ -195,3 +196,5 @@ routes = [
 ]
 
 app = create_app(routes)
+# On AWS Lambda behind API Gateway (through Mangum); streams answer there as long-polls.
+handler = LambdaHandler(app)

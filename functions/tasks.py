@@ -12,6 +12,7 @@ from serverless_sse.auth import authenticate, require_publish, require_subscribe
 from serverless_sse.errors import BadRequest, NotFound, UnsupportedMediaType
 from serverless_sse.events import parse_model
 from serverless_sse.http import event_format, last_event_id, query_float, read_body
+from serverless_sse.lambda_handler import LambdaHandler
 from serverless_sse.service import create_app, service_of
 from serverless_sse.tasks import (
     TASK_ID,
@@ -141,3 +142,5 @@ routes = [
 ]
 
 app = create_app(routes)
+# On AWS Lambda behind API Gateway (through Mangum); streams answer there as long-polls.
+handler = LambdaHandler(app)

@@ -13,11 +13,12 @@ import signal
 from typing import Any
 
 from serverless_sse.jobs import AnswerJobs, run_worker
+from serverless_sse.lambda_handler import ContainerLoop
 from serverless_sse.queues import Job
-from serverless_sse.responders import open_responder
+from serverless_sse.responders import Responder, open_responder
 from serverless_sse.service import Service
 from serverless_sse.settings import Settings
-from serverless_sse.stores import open_store
+from serverless_sse.stores import EventStore, open_store
 from serverless_sse.worker import run_jobs
 
 log = logging.getLogger("functions.worker")
@@ -39,36 +40,58 @@ async def main(settings: Settings | None = None) -> None:
 
 
 async def handle_records(
-    records: list[dict[str, Any]], settings: Settings | None = None
+    records: list[dict[str, Any]], jobs: AnswerJobs, *, concurrency: int
 ) -> dict[str, Any]:
     """Answer the jobs of an SQS event; the ones that failed go back (partial batch response).
 
     A record that is not a job is dropped (logged), not returned: it would fail forever.
     """
-    settings = settings or Settings()
-    store = open_store(settings.store, settings)
-    responder = open_responder(settings)
-    jobs: list[Job] = []
+    batch: list[Job] = []
     ids: list[str] = []
     for record in records:
         try:
-            jobs.append(Job.from_json(record["body"]))
+            batch.append(Job.from_json(record["body"]))
         except (KeyError, ValueError):
             log.warning("dropping SQS message %s: not a job", record.get("messageId"))
             continue
         ids.append(record["messageId"])
-    try:
-        handle = AnswerJobs(store, responder, settings)
-        failed = await run_jobs(jobs, handle, concurrency=settings.ai_worker_concurrency)
-    finally:
-        await responder.aclose()
-        await store.aclose()
+    failed = await run_jobs(batch, jobs, concurrency=concurrency)
     return {"batchItemFailures": [{"itemIdentifier": ids[i]} for i in failed]}
 
 
-def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
-    """The Lambda entry point for an SQS event source (with ReportBatchItemFailures)."""
-    return asyncio.run(handle_records(event.get("Records", [])))
+class WorkerFunction:
+    """The worker as an AWS Lambda function that SQS invokes with batches (with
+    ``ReportBatchItemFailures``). The store and the responder are made on the container's
+    first invocation and kept for the next ones, on the container's one event loop."""
+
+    def __init__(self) -> None:
+        self._container = ContainerLoop()
+        self._opened: tuple[AnswerJobs, EventStore, Responder, int] | None = None
+
+    def __call__(self, event: dict[str, Any], context: object) -> dict[str, Any]:
+        return self._container.run(self._handle(event.get("Records", [])))
+
+    async def _handle(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        if self._opened is None:
+            settings = Settings()
+            store, responder = open_store(settings.store, settings), open_responder(settings)
+            jobs = AnswerJobs(store, responder, settings)
+            self._opened = (jobs, store, responder, settings.ai_worker_concurrency)
+        jobs, _, _, concurrency = self._opened
+        return await handle_records(records, jobs, concurrency=concurrency)
+
+    def close(self) -> None:
+        """Close the store and the responder, as a container that ends would (tests)."""
+        opened, self._opened = self._opened, None
+        if opened is not None:
+            _, store, responder, _ = opened
+            self._container.run(responder.aclose())
+            self._container.run(store.aclose())
+        self._container.close()
+
+
+handler = WorkerFunction()
+"""The Lambda entry point (``functions.worker.handler``)."""
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ scripts/venv.sh
 scripts/ensure-redis.sh
 scripts/ensure-chromium.sh   # browser interoperability tests (tests/interop)
 scripts/ensure-node-deps.sh  # the npm eventsource package (tests/interop/node)
+scripts/ensure-serverless.sh # the pinned Serverless Framework (tests/deploy packages the service)
 .venv/bin/ruff check lib functions tests bench
+.venv/bin/ruff check infra
 .venv/bin/mypy
 # Most tests wait on servers, windows and timers rather than the CPU: three workers cut the
 # wall time by more than half. Test modules that share a Redis database run on one worker

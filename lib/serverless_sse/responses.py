@@ -47,9 +47,6 @@ class EventStreamResponse:
         self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [(k.encode(), v.encode()) for k, v in self._headers.items()]
-        if scope.get("http_version") in ("1.0", "1.1"):
-            headers.append((b"connection", b"keep-alive"))
         window = self.window
 
         async def write(chunk: bytes) -> None:
@@ -69,6 +66,11 @@ class EventStreamResponse:
             except SSEError as exc:
                 await error_response(exc)(scope, receive, send)
                 return
+        headers = [(k.encode(), v.encode()) for k, v in self._headers.items()]
+        # A buffered (long-poll) response goes back through the platform's proxy, which owns
+        # the client's connection: nothing to say about keeping it alive.
+        if scope.get("http_version") in ("1.0", "1.1") and not window.buffered:
+            headers.append((b"connection", b"keep-alive"))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             watcher = asyncio.create_task(watch())

@@ -119,9 +119,27 @@ class Service:
             self.metrics.reconnects.inc()
         return EventStreamResponse(stream_window, admit=self._admit, on_close=self._closed)
 
+    def buffered(self, scope: Scope) -> bool:
+        """Whether the platform delivers this request's response only once it is complete,
+        so that a stream must answer as a long-poll: always with ``SSE_MODE=buffered``, never
+        with ``stream``, and with ``auto`` when Mangum runs the app (it puts the Lambda event in
+        the ASGI scope as ``aws.event``; the Lambda Web Adapter and uvicorn stream)."""
+        mode = self.settings.mode
+        return mode == "buffered" or (mode == "auto" and "aws.event" in scope)
+
     async def _admit(self, scope: Scope, window: StreamWindow) -> Callable[[], Awaitable[None]]:
-        """Before the first byte: the client's stream cap, and a token's expiry bounding the
-        window. Raises 401/429 (answered as JSON, nothing streamed)."""
+        """Before the first byte: the response mode (a long-poll where the platform buffers),
+        the client's stream cap, and a token's expiry bounding the window. Raises 401/429
+        (answered as JSON, nothing streamed)."""
+        if self.buffered(scope):
+            settings = self.settings
+            wait = settings.buffered_wait_seconds
+            window.buffer(
+                # Jittered downwards only: never past the wait, which stays below the 30 s cut.
+                wait=jittered(wait, jitter=settings.window_jitter, limit=wait),
+                retry_ms=settings.buffered_retry_ms,
+                max_bytes=settings.buffered_max_bytes,
+            )
         state = scope.get("state") or {}
         principal = state.get("principal")
         if not isinstance(principal, Principal):

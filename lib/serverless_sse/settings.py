@@ -206,3 +206,18 @@ class Settings(BaseSettings):
     max_personas_per_room: int = Field(8, gt=0, le=32)
     max_poll_options: int = Field(20, gt=0, le=100)
     max_text_chars: int = Field(4000, gt=0, description="longest chat message or question")
+
+    # -- deploy (issue 4): buffered (long-poll) responses, where the platform buffers them ---
+    # SSE_MODE and SSE_BUFFERED_WAIT_SECONDS (above) choose the mode and the wait: the wait
+    # stays below API Gateway's 30 s cut. A buffered response goes back as one Lambda payload
+    # (at most 6 MB, JSON-escaped: quotes and non-ASCII text can take 2-6 bytes each), hence
+    # the bound on the bytes of events it carries.
+    buffered_retry_ms: int = Field(
+        100, ge=0, le=10_000, description="the retry: hint of a long-poll response"
+    )
+    buffered_max_bytes: int = Field(
+        1 << 20,
+        ge=65_536,
+        le=2 << 20,
+        description="bytes of events in one long-poll response (at least one event)",
+    )

@@ -10,6 +10,11 @@ when it has been quiet for a heartbeat interval, and ends:
 - with ``error`` when the store fails (the client resumes from its last cursor);
 - silently when the client goes away.
 
+Where the platform buffers whole responses (Lambda behind API Gateway, through Mangum), a window
+is made a long-poll (:meth:`StreamWindow.buffer`): it answers as soon as it has events, or
+after a short wait, and the client's reconnects with ``Last-Event-ID`` join the responses into
+one stream.
+
 A window may also write only some of a log's events (``select``: the cursor still moves past
 the others), and end with fixed bytes of its own (``epilogue``, e.g. ``data: [DONE]``).
 
@@ -251,6 +256,12 @@ class StreamWindow:
             c: max_lag + max(0, s.last_seq - plan.positions[c].seq) for c, s in plan.states.items()
         }
         self._lagging = False
+        # A buffered (long-poll) response: see buffer(). _budget is how many bytes of events it
+        # may carry (None: a streaming response, unbounded); _full, that it reached them.
+        self._long_poll = False
+        self._budget: int | None = None
+        self._spent = 0
+        self._full = False
         self._wake = asyncio.Event()
         self._disconnected = False
         self._shutting_down = False
@@ -259,7 +270,8 @@ class StreamWindow:
         self.resets: dict[str, int] = {}
         """Resets sent, by reason (for metrics)."""
         self.ended_by = ""
-        """Why the window ended: timeout, complete, error, disconnect, shutdown, lagging."""
+        """Why the window ended: timeout, complete, error, disconnect, shutdown, lagging,
+        long_poll."""
 
     # -- control from outside --------------------------------------------------------------
 
@@ -277,6 +289,29 @@ class StreamWindow:
     def cursor(self) -> str:
         """The cursor of everything delivered so far."""
         return Cursor.encode_positions(self.positions)
+
+    def buffer(self, *, wait: float, retry_ms: int, max_bytes: int) -> None:
+        """Make this window one long-poll response, for a platform that delivers a response
+        only once it is complete (Lambda behind API Gateway, through Mangum). Call before
+        :meth:`run`.
+
+        The window then ends (with ``timeout`` and the cursor) as soon as it has written events
+        (a reset, a ticker's events), or after ``wait`` seconds with nothing to write; a window
+        that waits for one outcome (``until``) still waits for it, up to ``wait``. It sends no
+        heartbeats (nobody would see them before the end), tells the client to reconnect after
+        ``retry_ms``, and carries at most ``max_bytes`` of events (at least one, whatever its
+        size), so that a long backlog comes in several responses instead of one too large for
+        the platform."""
+        self.duration = min(self.duration, wait)
+        self._heartbeat = math.inf
+        self._retry_ms = retry_ms
+        self._long_poll = self._until is None
+        self._budget = max_bytes
+
+    @property
+    def buffered(self) -> bool:
+        """Whether this window is a long-poll response (see :meth:`buffer`)."""
+        return self._budget is not None
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -320,6 +355,9 @@ class StreamWindow:
                 if self._reached_until or len(self._done) == len(self.channels):
                     self.ended_by = "complete"
                     return
+                if self._full or (frames and self._long_poll):
+                    await self._end(write, "long_poll")
+                    return
                 now = loop.time()
                 if now >= deadline:
                     await self._end(write, "window_elapsed")
@@ -351,6 +389,7 @@ class StreamWindow:
         "window_elapsed": "timeout",
         "server_shutdown": "shutdown",
         "too_far_behind": "lagging",
+        "long_poll": "long_poll",
     }
 
     async def _end(self, write: Write, reason: str) -> None:
@@ -373,6 +412,8 @@ class StreamWindow:
         """Gather every ready event of every channel into ``frames``; true if more may wait."""
         more = False
         for channel in self.channels:
+            if self._full:
+                break
             if channel in self._done or self._reached_until:
                 continue
             feed = feeds[channel]
@@ -411,15 +452,24 @@ class StreamWindow:
             self._deliver_selected(channel, ((i.epoch, i.event, i) for i in items), frames)
             return
         if self._shared_frames:
-            frames.extend(item.frame(channel, fmt) for item in items)
-            last = items[-1]
-            self.positions[channel] = Position(last.epoch, last.event.seq)
-        else:
-            positions = self.positions
-            for item in items:
-                positions[channel] = Position(item.epoch, item.event.seq)
-                frames.append(with_id(Cursor.encode_positions(positions), item.body(fmt)))
-        self.delivered += len(items)
+            shared = [item.frame(channel, fmt) for item in items]
+            count = self._fitting(shared)
+            if count:
+                frames.extend(shared[:count])
+                last = items[count - 1]
+                self.positions[channel] = Position(last.epoch, last.event.seq)
+                self.delivered += count
+            return
+        positions = self.positions
+        for item in items:
+            before = positions[channel]
+            positions[channel] = Position(item.epoch, item.event.seq)
+            frame = with_id(Cursor.encode_positions(positions), item.body(fmt))
+            if not self._fits(frame):
+                positions[channel] = before
+                return
+            frames.append(frame)
+            self.delivered += 1
 
     def _deliver_events(
         self, channel: str, epoch: str, events: list[StoredEvent], frames: list[bytes]
@@ -430,10 +480,15 @@ class StreamWindow:
             return
         positions = self.positions
         for event in events:
+            before = positions[channel]
             positions[channel] = Position(epoch, event.seq)
             body = event_body(event.type, event.data, fmt)
-            frames.append(with_id(Cursor.encode_positions(positions), body))
-        self.delivered += len(events)
+            frame = with_id(Cursor.encode_positions(positions), body)
+            if not self._fits(frame):
+                positions[channel] = before
+                return
+            frames.append(frame)
+            self.delivered += 1
 
     def _deliver_selected(
         self,
@@ -448,12 +503,42 @@ class StreamWindow:
         select, until, fmt = self._select, self._until, self._fmt
         positions = self.positions
         for epoch, event, item in events:
+            before = positions[channel]
             positions[channel] = Position(epoch, event.seq)
             if select is not None and not select(event):
                 continue
             body = item.body(fmt) if item is not None else event_body(event.type, event.data, fmt)
-            frames.append(with_id(Cursor.encode_positions(positions), body))
+            frame = with_id(Cursor.encode_positions(positions), body)
+            if not self._fits(frame):
+                positions[channel] = before
+                return
+            frames.append(frame)
             self.delivered += 1
             if until is not None and until(event):
                 self._reached_until = True
                 return
+
+    # -- the byte budget of a buffered response ---------------------------------------------
+
+    def _fits(self, frame: bytes) -> bool:
+        """Whether ``frame`` fits what this response may still carry, counting it if so.
+
+        Always true for a streaming response. A buffered one takes its first event whatever its
+        size (every response makes progress), and after that only what fits its budget."""
+        budget = self._budget
+        if budget is None:
+            return True
+        if self._spent and self._spent + len(frame) > budget:
+            self._full = True
+            return False
+        self._spent += len(frame)
+        return True
+
+    def _fitting(self, frames: list[bytes]) -> int:
+        """How many of ``frames``, from the first, fit (see :meth:`_fits`)."""
+        if self._budget is None:
+            return len(frames)
+        for count, frame in enumerate(frames):
+            if not self._fits(frame):
+                return count
+        return len(frames)

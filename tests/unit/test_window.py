@@ -85,6 +85,7 @@ class Harness:
         duration: float = 5.0,
         heartbeat: float = 10.0,
         fmt: EventFormat = "named",
+        long_poll: dict[str, Any] | None = None,
         **options: Any,
     ) -> Client:
         plan = await plan_stream(
@@ -104,6 +105,8 @@ class Harness:
             retry_ms=1500,
             **options,
         )
+        if long_poll is not None:
+            window.buffer(**long_poll)
         client = Client(window)
         self.clients.append(client)
         return client
@@ -669,3 +672,117 @@ async def test_timeout_payload_adds_fields_to_the_timeout_event(harness: Harness
         "retry_ms": 1500,
         "message": "too slow",
     }
+
+
+# -- buffered (long-poll) responses --------------------------------------------------------
+
+
+def long_poll(wait: float = 5.0, retry_ms: int = 100, max_bytes: int = 1 << 20) -> dict[str, Any]:
+    return {"wait": wait, "retry_ms": retry_ms, "max_bytes": max_bytes}
+
+
+def ended_by(client: Client) -> str:
+    return str(json.loads(client.events[-1].data)["reason"])
+
+
+async def test_a_long_poll_answers_as_soon_as_events_are_ready(harness: Harness) -> None:
+    client = await harness.open(["c"], long_poll=long_poll(wait=5))
+    await asyncio.sleep(0.1)
+    await harness.publish("c", 1, 2)
+    await client.finished(limit=2)
+    assert client.messages == [1, 2]
+    assert client.events[-1].type == "timeout"
+    assert ended_by(client) == "long_poll"
+    assert client.events[-1].last_event_id == client.events[-2].last_event_id
+    assert client.window.ended_by == "long_poll"
+
+
+async def test_a_long_poll_with_a_backlog_answers_it_at_once(harness: Harness) -> None:
+    await harness.publish("c", 1, 2, 3)
+    client = await harness.open(["c"], from_start=True, long_poll=long_poll(wait=5))
+    await client.finished(limit=1)
+    assert client.messages == [1, 2, 3]
+
+
+async def test_a_long_poll_with_nothing_to_deliver_ends_after_its_wait(harness: Harness) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    client = await harness.open(["c"], heartbeat=0.05, long_poll=long_poll(wait=0.4))
+    await client.finished()
+    assert loop.time() - started >= 0.4
+    assert [e.type for e in client.events] == ["timeout"]
+    assert ended_by(client) == "window_elapsed"
+    assert [c.text for c in client.comments] == ["ok"]  # no heartbeats
+
+
+async def test_a_long_poll_tells_the_client_to_come_back_soon(harness: Harness) -> None:
+    client = await harness.open(["c"], long_poll=long_poll(wait=0.1, retry_ms=50))
+    await client.finished()
+    assert client.raw.startswith(b"retry: 50\n")
+    assert json.loads(client.events[-1].data)["retry_ms"] == 50
+
+
+async def test_a_long_poll_carries_at_most_its_byte_budget(harness: Harness) -> None:
+    padding = "x" * 1000
+    for n in range(10):
+        await harness.store.append("c", [NewEvent("message", json.dumps({"n": n, "p": padding}))])
+    received: list[int] = []
+    cursor: str | None = None
+    responses = 0
+    while len(received) < 10:
+        client = await harness.open(
+            ["c"], cursor=cursor, from_start=True, long_poll=long_poll(max_bytes=3000)
+        )
+        await client.finished()
+        responses += 1
+        assert len(client.raw) < 3000 + 500  # the events, then the opening and the timeout
+        assert ended_by(client) == "long_poll"
+        received.extend(client.messages)
+        cursor = client.decoder.last_event_id
+    assert received == list(range(10))
+    assert responses >= 4
+
+
+async def test_a_long_poll_takes_one_event_larger_than_its_budget(harness: Harness) -> None:
+    await harness.store.append("c", [NewEvent("message", json.dumps({"n": 1, "p": "x" * 9000}))])
+    await harness.publish("c", 2)
+    client = await harness.open(["c"], from_start=True, long_poll=long_poll(max_bytes=4096))
+    await client.finished()
+    assert client.messages == [1]
+
+
+async def test_the_prelude_alone_does_not_answer_a_long_poll(harness: Harness) -> None:
+    client = await harness.open(
+        ["c"], prelude=[("connection_ack", {})], long_poll=long_poll(wait=0.3)
+    )
+    await asyncio.sleep(0.15)
+    await harness.publish("c", 1)
+    await client.finished()
+    assert [e.type for e in client.events] == ["connection_ack", "message", "timeout"]
+
+
+async def test_a_tickers_events_answer_a_long_poll(harness: Harness) -> None:
+    client = await harness.open(["c"], ticker=CountingTicker(), long_poll=long_poll(wait=5))
+    await client.finished(limit=1)
+    assert [e.type for e in client.events] == ["server_update", "timeout"]
+
+
+async def test_a_long_poll_waiting_for_an_outcome_ends_at_it(harness: Harness) -> None:
+    client = await harness.open(["c"], until=is_n(3), long_poll=long_poll(wait=5))
+    await harness.publish("c", 1)
+    await asyncio.sleep(0.1)
+    await harness.publish("c", 2, 3, 4)
+    await client.finished(limit=2)
+    assert client.messages == [1, 2, 3]
+    assert client.window.ended_by == "complete"
+
+
+async def test_a_long_poll_on_a_closed_channel_ends_with_its_final_event(
+    harness: Harness,
+) -> None:
+    await harness.publish("c", 1)
+    await harness.store.close("c", NewEvent("complete", "{}"))
+    client = await harness.open(["c"], from_start=True, long_poll=long_poll())
+    await client.finished(limit=1)
+    assert [e.type for e in client.events] == ["message", "complete"]
+    assert client.window.ended_by == "complete"
