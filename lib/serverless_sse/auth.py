@@ -12,7 +12,7 @@ Credentials (DESIGN.md, "Security and limits"):
 
 A credential comes from ``Authorization: Bearer``, ``X-API-Key``, the ``sse_token`` cookie, or
 (unless switched off) the ``access_token`` query parameter, because a browser's EventSource
-cannot set headers.
+cannot set headers. The last two are for reads (GET) only: see ``Authenticator._credential``.
 
 Channel patterns are globs over whole names: ``*`` matches within one ``/`` segment, ``**``
 across segments, ``?`` one character: ``tasks/*`` covers ``tasks/42`` but not ``tasks/42/log``;
@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 _KEY_HASH = re.compile(r"sha256:[0-9a-f]{64}")
+_READS = frozenset({"GET", "HEAD"})
 
 
 @functools.lru_cache(maxsize=1024)
@@ -186,13 +187,19 @@ class Authenticator:
         if key:
             return key.strip()
         cookie = connection.cookies.get("sse_token")
-        if cookie:
-            return cookie
-        if self.query_tokens:
-            query = connection.query_params.get("access_token")
-            if query:
-                return query
-        return None
+        query = connection.query_params.get("access_token") if self.query_tokens else None
+        if not cookie and not query:
+            return None
+        # The cookie and the query form exist for EventSource, which only reads. A browser
+        # sends the cookie with any cross-site form post too, so accepting it on a write would
+        # let another site publish with its visitor's grants (CSRF); and a query string ends
+        # up in logs. A form cannot set a header, so writes take their credential from one.
+        if connection.scope.get("method", "GET") not in _READS:
+            raise Unauthorized(
+                "a write takes its credential from the Authorization or X-API-Key header; "
+                "the sse_token cookie and ?access_token= are accepted on reads only"
+            )
+        return cookie or query
 
     def _is_key(self, credential: str) -> bool:
         digest = hash_key(credential).encode()

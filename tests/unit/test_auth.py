@@ -27,11 +27,15 @@ KEY = "k3y-for-tests-0123456789"
 
 
 def connection(
-    headers: dict[str, str] | None = None, query: str = "", client: str = "10.0.0.7"
+    headers: dict[str, str] | None = None,
+    query: str = "",
+    client: str = "10.0.0.7",
+    method: str = "GET",
 ) -> HTTPConnection:
     raw = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     scope: dict[str, Any] = {
         "type": "http",
+        "method": method,
         "headers": raw,
         "query_string": query.encode(),
         "client": (client, 1234),
@@ -118,6 +122,25 @@ def test_an_unknown_key_is_refused() -> None:
         Authenticator(key_hashes=frozenset({hash_key(KEY)})).authenticate(
             connection(bearer("wrong"))
         )
+
+
+@pytest.mark.parametrize(
+    "where",
+    [{"headers": {"Cookie": f"sse_token={KEY}"}}, {"query": f"access_token={KEY}"}],
+    ids=["cookie", "query"],
+)
+def test_a_write_never_takes_its_credential_from_a_cookie_or_the_query(
+    where: dict[str, Any],
+) -> None:
+    with pytest.raises(Unauthorized, match="reads only"):
+        secured().authenticate(connection(method="POST", **where))
+
+
+def test_a_write_takes_its_credential_from_a_header_whatever_the_cookie_says() -> None:
+    cookie = {"Cookie": "sse_token=stale"}
+    for header in (bearer(KEY), {"X-API-Key": KEY}):
+        principal = secured().authenticate(connection({**cookie, **header}, method="POST"))
+        assert not principal.anonymous
 
 
 def test_query_tokens_can_be_switched_off() -> None:
