@@ -6,12 +6,14 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 
 import httpx
 import pytest
 
 from serverless_sse.auth import hash_key, mint_token
+from serverless_sse.cursor import Cursor, Position
 from tests.servers import UvicornServer
 from tests.sse import read_stream
 from tests.stores import STORE_URLS, flush_redis
@@ -63,6 +65,14 @@ def server(request: pytest.FixtureRequest) -> Iterator[UvicornServer]:
 async def http(server: UvicornServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         yield client
+
+
+@pytest.fixture(scope="module", params=sorted(STORE_URLS))
+def no_query_tokens(request: pytest.FixtureRequest) -> Iterator[UvicornServer]:
+    """The same service with ``SSE_QUERY_TOKENS=false``."""
+    store = STORE_URLS[request.param](REDIS_DB)
+    with UvicornServer(secured_env(store, SSE_QUERY_TOKENS="false")) as running:
+        yield running
 
 
 def name(prefix: str) -> str:
@@ -127,6 +137,77 @@ async def test_private_channels_need_a_token_with_the_grant(http: httpx.AsyncCli
     assert (await read_stream(http, f"{stream}&access_token={granted}")).status == 200
 
 
+# Where a credential may come from: a header always; the cookie and the query on reads.
+@dataclass(frozen=True)
+class Place:
+    headers: dict[str, str] = field(default_factory=dict)
+    cookies: dict[str, str] = field(default_factory=dict)
+    query: str = ""  # appended to the URL
+
+    def client(self, http: httpx.AsyncClient) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=str(http.base_url), headers=self.headers, cookies=self.cookies, timeout=30
+        )
+
+
+PLACES: dict[str, Callable[[str], Place]] = {
+    "bearer": lambda c: Place(headers=auth(c)),
+    "x-api-key": lambda c: Place(headers={"X-API-Key": c}),
+    "cookie": lambda c: Place(cookies={"sse_token": c}),
+    "query": lambda c: Place(query=f"&access_token={c}"),
+}
+
+
+@pytest.mark.parametrize("place", list(PLACES))
+@pytest.mark.parametrize("kind", ["key", "token"])
+async def test_a_credential_is_read_from_every_place_a_reader_may_put_it(
+    http: httpx.AsyncClient, place: str, kind: str
+) -> None:
+    channel = name("rooms")
+    credential = KEY if kind == "key" else token(subscribe=["rooms/*"])
+    where = PLACES[place](credential)
+    async with where.client(http) as client:
+        history = await client.get(f"/channels/{channel}/events?limit=5{where.query}")
+        assert history.status_code == 200, history.text
+        stream = await read_stream(client, f"/channels/{channel}/stream?window=0.2{where.query}")
+        assert stream.status == 200 and stream.ended_with == "timeout"
+
+
+@pytest.mark.parametrize("place", ["cookie", "query"])
+async def test_a_write_never_takes_its_credential_from_a_cookie_or_the_query(
+    http: httpx.AsyncClient, place: str
+) -> None:
+    """A cross-site form post carries the site's cookie but can set no header: a publish that
+    only has the cookie (or the query token) is refused, and nothing is stored."""
+    channel = name("rooms")
+    where = PLACES[place](KEY)
+    async with where.client(http) as client:
+        refused = await client.post(
+            f"/channels/{channel}/events?x=1{where.query}",
+            content=b'{"data": "forged", "x": "="}',
+            headers={"Content-Type": "text/plain"},
+        )
+    assert refused.status_code == 401
+    assert "reads only" in refused.json()["detail"]
+    history = await http.get(f"/channels/{channel}/events", headers=auth(KEY))
+    assert history.json()["events"] == []
+
+
+async def test_query_tokens_can_be_switched_off(no_query_tokens: UvicornServer) -> None:
+    channel = name("rooms")
+    granted = token(subscribe=["rooms/*"])
+    url = f"/channels/{channel}/stream?window=0.2"
+    async with httpx.AsyncClient(base_url=no_query_tokens.url, timeout=30) as http:
+        by_query = await http.get(f"{url}&access_token={granted}")
+        assert by_query.status_code == 401
+        assert by_query.json()["error"] == "unauthorized"
+        assert (await read_stream(http, url, headers=auth(granted))).status == 200
+    async with httpx.AsyncClient(
+        base_url=no_query_tokens.url, timeout=30, cookies={"sse_token": granted}
+    ) as by_cookie:
+        assert (await read_stream(by_cookie, url)).status == 200
+
+
 async def test_every_channel_of_a_multiplexed_stream_is_checked(http: httpx.AsyncClient) -> None:
     headers = auth(token(subscribe=["rooms/*"]))
     ok = await read_stream(http, "/stream?channels=rooms/a,public/b&window=0.3", headers=headers)
@@ -134,6 +215,11 @@ async def test_every_channel_of_a_multiplexed_stream_is_checked(http: httpx.Asyn
     refused = await http.get("/stream?channels=rooms/a,tasks/b&window=0.3", headers=headers)
     assert refused.status_code == 403
     assert "tasks/b" in refused.json()["detail"]
+    public = await read_stream(http, "/stream?channels=public/a,public/b&window=0.3")
+    assert public.status == 200
+    anonymous = await http.get("/stream?channels=public/a,rooms/b&window=0.3")
+    assert anonymous.status_code == 401
+    assert "rooms/b" in anonymous.json()["detail"]
 
 
 async def test_closed_channels_refuse_tokens_but_not_api_keys(http: httpx.AsyncClient) -> None:
@@ -159,6 +245,100 @@ async def test_a_token_expiring_mid_stream_ends_the_window(http: httpx.AsyncClie
     elapsed = time.monotonic() - started
     assert result.ended_with == "timeout"
     assert elapsed < 8, f"the stream outlived its token by {elapsed - 2:.1f}s"
+
+
+# -- the seed endpoints: each checks the channel behind it -------------------------------------
+
+
+async def test_a_task_stream_needs_the_grant_of_its_channel(http: httpx.AsyncClient) -> None:
+    task_id = uuid.uuid4().hex[:12]
+    runner = auth(token(publish=[f"tasks/{task_id}"]))
+    assert (await http.post("/api/tasks", json={"id": task_id})).status_code == 401
+    assert (await http.post("/api/tasks", json={"id": task_id}, headers=runner)).status_code == 201
+    await http.post(f"/api/tasks/{task_id}/complete", headers=runner)
+    url = f"/api/tasks/{task_id}/stream"
+    assert (await http.get(url)).status_code == 401
+    assert (await http.get(url, headers=auth(token(subscribe=["tasks/other"])))).status_code == 403
+    viewer = auth(token(subscribe=["tasks/*"]))
+    granted = await read_stream(http, url, headers=viewer)
+    assert granted.status == 200
+    assert json.loads(granted.events[-1].data)["type"] == "complete"
+    # Whether a task exists is told only to those who may read it.
+    unknown = "/api/tasks/nosuchtask/stream"
+    assert (await http.get(unknown, headers=auth(token(subscribe=["tasks/x"])))).status_code == 403
+    assert (await http.get(unknown, headers=viewer)).status_code == 404
+
+
+async def test_a_room_needs_grants_to_create_follow_and_talk_in(
+    http: httpx.AsyncClient,
+) -> None:
+    room_id = f"r-{uuid.uuid4().hex[:8]}"
+    body = {"name": "Lobby", "personas": ["Ada"]}
+    assert (await http.post("/api/chat/rooms", json=body)).status_code == 401
+    anonymous_id = await http.post("/api/chat/rooms", json={**body, "id": room_id})
+    assert anonymous_id.status_code == 401
+    elsewhere = auth(token(publish=["rooms/other"]))
+    assert (await http.post("/api/chat/rooms", json=body, headers=elsewhere)).status_code == 403
+    owner = auth(token(publish=[f"rooms/{room_id}"], subscribe=[f"rooms/{room_id}"]))
+    created = await http.post("/api/chat/rooms", json={**body, "id": room_id}, headers=owner)
+    assert created.status_code == 201
+    url = f"/api/chat/rooms/{room_id}/stream?window=0.2"
+    assert (await http.get(url)).status_code == 401
+    assert (await http.get(url, headers=auth(token(subscribe=["rooms/x"])))).status_code == 403
+    assert (await read_stream(http, url, headers=owner)).status == 200
+    reader = auth(token(subscribe=[f"rooms/{room_id}"]))
+    talk = await http.post(
+        f"/api/chat/rooms/{room_id}/group-sse",
+        json={"message": "hi", "sender": "u1"},
+        headers=reader,
+    )
+    assert talk.status_code == 403
+    history = await http.get(f"/channels/rooms/{room_id}/events", headers=auth(KEY))
+    assert history.json()["events"] == [], "a refused message stores nothing"
+
+
+async def test_each_channel_of_an_sse_events_stream_is_checked(http: httpx.AsyncClient) -> None:
+    client_id = f"c{uuid.uuid4().hex[:8]}"
+    url = f"/sse/events?client_id={client_id}&channels=votes,chat,ai&window=0.2"
+    assert (await http.get(url)).status_code == 401
+    votes_and_chat = auth(token(subscribe=["votes", "chat"]))
+    refused = await http.get(url, headers=votes_and_chat)
+    assert refused.status_code == 403
+    assert f"ai/{client_id}" in refused.json()["detail"]
+    votes_and_own_ai = auth(token(subscribe=["votes", f"ai/{client_id}"]))
+    refused = await http.get(url, headers=votes_and_own_ai)
+    assert refused.status_code == 403
+    assert "'chat'" in refused.json()["detail"]
+    everything = auth(token(subscribe=["votes", "chat", f"ai/{client_id}"]))
+    opened = await read_stream(http, url, headers=everything)
+    assert opened.status == 200
+    assert json.loads(opened.events[0].data)["type"] == "connection_ack"
+    narrower = f"/sse/events?client_id={client_id}&channels=votes,chat&window=0.2"
+    assert (await read_stream(http, narrower, headers=votes_and_chat)).status == 200
+
+
+async def test_the_fleet_shows_each_token_only_the_servers_it_may_see(
+    http: httpx.AsyncClient,
+) -> None:
+    every = [s["id"] for s in (await http.get("/api/servers", headers=auth(KEY))).json()["servers"]]
+    shown, hidden = every[:2], every[2]
+    grant = auth(token(subscribe=[f"fleet/servers/{i}" for i in shown]))
+    listed = (await http.get("/api/servers", headers=grant)).json()["servers"]
+    assert [s["id"] for s in listed] == shown
+    stream = await read_stream(http, "/api/stream?window=0.3", headers=grant)
+    first = json.loads(stream.events[0].data)
+    assert first["type"] == "server_update"
+    assert sorted(s["id"] for s in first["data"]) == sorted(shown)
+    assert (await http.get(f"/api/servers/{hidden}", headers=grant)).status_code == 403
+    assert (await http.get(f"/api/servers/{hidden}/stream", headers=grant)).status_code == 403
+    assert (await http.get("/api/servers", headers=auth(token(subscribe=["x"])))).status_code == 403
+    assert (await http.get("/api/servers")).status_code == 401
+    # An unknown server is 401/403 to whoever may not see it: ids are not probed from outside.
+    assert (await http.get("/api/servers/no-such-server")).status_code == 401
+    assert (await http.get("/api/servers/no-such-server", headers=grant)).status_code == 403
+    assert (await http.get("/api/servers/no-such-server", headers=auth(KEY))).status_code == 404
+    control = {"server_id": "no-such-server", "action": "restart"}
+    assert (await http.post("/api/servers/control", json=control)).status_code == 401
 
 
 # -- CORS --------------------------------------------------------------------------------------
@@ -246,10 +426,11 @@ async def test_logs_are_json_lines_with_the_request_id(
 
 
 def metric(text: str, name: str) -> float:
+    """The sum of a metric's samples (of one labelled sample, when ``name`` has its labels)."""
     total = 0.0
     found = False
     for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
+        if line.startswith(name + " ") or (not name.endswith("}") and line.startswith(name + "{")):
             total += float(line.rsplit(" ", 1)[1])
             found = True
     assert found, f"{name} not in /metrics"
@@ -286,3 +467,30 @@ async def test_metrics_count_publishing_streams_resets_and_rejections(
     assert 'sse_streams_total{ended_by="timeout"}' in after
     assert 'sse_store_seconds_bucket{le="0.001",operation="append"}' in after
     assert metric(after, "sse_open_streams") >= 0
+
+
+async def test_open_streams_are_counted_while_they_run(http: httpx.AsyncClient) -> None:
+    before = metric((await http.get("/metrics")).text, "sse_open_streams")
+    async with http.stream("GET", f"/channels/{name('public')}/stream?window=30") as held:
+        assert held.status_code == 200
+        await anext(held.aiter_raw())  # the stream's first bytes: it was admitted
+        during = metric((await http.get("/metrics")).text, "sse_open_streams")
+    assert during == before + 1
+    for _ in range(100):  # the server sees the hang-up when it next writes or is told
+        after = metric((await http.get("/metrics")).text, "sse_open_streams")
+        if after == before:
+            break
+        await asyncio.sleep(0.1)
+    assert after == before
+
+
+async def test_resets_are_counted_by_reason(http: httpx.AsyncClient) -> None:
+    channel = name("public")
+    await http.post(f"/channels/{channel}/events", json={"data": 1}, headers=auth(KEY))
+    before = (await http.get("/metrics")).text
+    stale = Cursor.encode_positions({channel: Position("gone1234", 1)})  # another epoch
+    result = await read_stream(http, f"/channels/{channel}/stream?window=0.3", last_event_id=stale)
+    assert result.events[0].type == "reset"
+    after = (await http.get("/metrics")).text
+    counted = 'sse_resets_total{reason="epoch_changed"}'
+    assert metric(after, counted) - (metric(before, counted) if counted in before else 0) == 1
