@@ -142,7 +142,9 @@ class Settings(BaseSettings):
     )
     max_header_bytes: int = Field(16_384, gt=0)
     max_url_bytes: int = Field(8_192, gt=0)
-    cors_credentials: bool = True
+    cors_credentials: bool = Field(
+        True, description="let allowed origins send cookies and Authorization (not with '*')"
+    )
     log_json: bool = True
     log_level: str = "INFO"
 
@@ -157,6 +159,18 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value().encode()) < 32:
             raise ValueError("SSE_JWT_SECRET must be at least 32 bytes for HS256")
         return value
+
+    @model_validator(mode="after")
+    def _no_wildcard_origin_with_credentials(self) -> Settings:
+        # Starlette answers `*` with credentials by naming whatever origin asks: any site could
+        # then read streams with its visitors' cookies.
+        if "*" in self.cors_origins and self.cors_credentials:
+            raise ValueError(
+                "SSE_CORS_ORIGINS=* with SSE_CORS_CREDENTIALS=true would let every site read "
+                "streams with its visitors' credentials: list the origins, or set "
+                "SSE_CORS_CREDENTIALS=false"
+            )
+        return self
 
     @model_validator(mode="after")
     def _not_open_unless_allowed(self) -> Settings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -11,7 +12,9 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
+from starlette.routing import Route
 
+from functions.app import routes
 from serverless_sse.auth import hash_key, mint_token
 from serverless_sse.cursor import Cursor, Position
 from tests.servers import UvicornServer
@@ -344,20 +347,43 @@ async def test_the_fleet_shows_each_token_only_the_servers_it_may_see(
 # -- CORS --------------------------------------------------------------------------------------
 
 
-async def test_a_preflight_from_an_allowed_origin_is_answered(http: httpx.AsyncClient) -> None:
+def post_paths() -> list[str]:
+    """Every POST endpoint of the whole app, its path parameters filled in."""
+    return [
+        re.sub(r"\{[^}]+\}", "x1", route.path_format)
+        for route in routes
+        if isinstance(route, Route) and "POST" in (route.methods or ())
+    ]
+
+
+@pytest.mark.parametrize("path", post_paths())
+async def test_a_preflight_from_an_allowed_origin_is_answered(
+    http: httpx.AsyncClient, path: str
+) -> None:
     response = await http.options(
-        "/channels/rooms/a/events",
+        path,
         headers={
             "Origin": "https://app.example",
             "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization, content-type",
+            "Access-Control-Request-Headers": (
+                "authorization, content-type, idempotency-key, x-api-key, x-request-id"
+            ),
         },
     )
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.headers["access-control-allow-origin"] == "https://app.example"
     assert response.headers["access-control-allow-credentials"] == "true"
     assert "POST" in response.headers["access-control-allow-methods"]
-    assert "authorization" in response.headers["access-control-allow-headers"].lower()
+    allowed = response.headers["access-control-allow-headers"].lower()
+    assert {"authorization", "idempotency-key", "x-api-key"} <= set(allowed.split(", "))
+
+
+async def test_a_page_may_read_retry_after_and_the_request_id(http: httpx.AsyncClient) -> None:
+    response = await http.get("/channels/rooms/a/events", headers={"Origin": "https://app.example"})
+    assert response.status_code == 401
+    assert response.headers["access-control-allow-origin"] == "https://app.example"
+    exposed = response.headers["access-control-expose-headers"].lower().split(", ")
+    assert {"retry-after", "x-request-id"} <= set(exposed)
 
 
 async def test_a_preflight_from_another_origin_is_refused_as_json(

@@ -262,3 +262,11 @@ def test_a_deployment_refuses_to_start_open(monkeypatch: pytest.MonkeyPatch) -> 
         Settings()
     monkeypatch.setenv("SSE_API_KEYS", hash_key(KEY))
     assert Settings().api_keys == [hash_key(KEY)]
+
+
+def test_any_origin_with_credentials_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSE_CORS_ORIGINS", "*")
+    with pytest.raises(ValidationError, match="every site"):
+        Settings()
+    monkeypatch.setenv("SSE_CORS_CREDENTIALS", "false")
+    assert Settings().cors_origins == ["*"]
