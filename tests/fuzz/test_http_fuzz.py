@@ -14,6 +14,7 @@ import string
 from typing import Any
 from urllib.parse import quote, unquote
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +23,7 @@ from serverless_sse.events import validate_channel
 from serverless_sse.service import Service, create_app
 from serverless_sse.settings import Settings
 from serverless_sse.stores.memory import MemoryStore
+from tests.hostile import HOSTILE_CHANNEL_PATHS, KNOWN_BOMBS
 
 SETTINGS = Settings(
     window_seconds=0.05,
@@ -139,22 +141,6 @@ hostile_text = st.one_of(
         ]
     ),
 )
-# Inputs that broke JSON services before: nesting past the interpreter's recursion limit (in the
-# body and in the data), numbers that overflow floats, lone surrogates, NUL floods, huge ints,
-# duplicate keys, invalid UTF-8 inside a string.
-KNOWN_BOMBS = [
-    b"[" * 20_000 + b"]" * 20_000,
-    b'{"data": ' + b"[" * 3000 + b"]" * 3000 + b"}",
-    b'{"data": 1e999999}',
-    b'{"data": -1e400}',
-    b'{"data": NaN}',
-    b'{"data": "\\ud800"}',
-    b'{"data": "' + b"\\u0000" * 500 + b'"}',
-    b'{"data": 123456789012345678901234567890}',
-    b'{"data": "x", "data": "y"}',
-    b'{"data": "' + b"\xff\xfe" + b'"}',
-]
-
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
     lambda children: (
@@ -199,9 +185,14 @@ query_keys = st.sampled_from(
 @st.composite
 def raw_paths(draw: st.DrawFn) -> bytes:
     prefix = draw(st.sampled_from(["/channels/", "/stream", "/healthz", "/metrics", "/", "/api/"]))
-    middle = draw(hostile_text)
+    middle = draw(
+        st.one_of(
+            hostile_text.map(lambda text: quote(text, safe="/%")),
+            st.sampled_from(HOSTILE_CHANNEL_PATHS),
+        )
+    )
     suffix = draw(st.sampled_from(["/events", "/stream", "/close", "", "/x"]))
-    return (prefix + quote(middle, safe="/%") + suffix).encode("ascii")
+    return (prefix + middle + suffix).encode("ascii")
 
 
 FUZZ = settings(
@@ -241,6 +232,21 @@ async def test_publishing_garbage_never_breaks_the_server_or_the_store(
         stored = sum(after.values()) - sum(before.values())
         assert stored == len([e for e in json.loads(answer)["events"] if not e.get("duplicate")])
     await assert_store_is_sound(store)
+    await driver.service.aclose()
+
+
+@pytest.mark.parametrize("channel_path", HOSTILE_CHANNEL_PATHS)
+@pytest.mark.parametrize("endpoint", ["events", "close", "stream"])
+async def test_a_hostile_channel_name_is_refused_and_nothing_is_stored(
+    channel_path: str, endpoint: str
+) -> None:
+    driver = Driver()
+    method = "GET" if endpoint == "stream" else "POST"
+    path = f"/channels/{channel_path}/{endpoint}".encode()
+    status, headers, answer = await driver.request(method, path, body=b'{"data": 1}')
+    assert 400 <= status < 500, (status, answer)
+    assert_answer_is_sound(status, headers, answer)
+    assert driver.service.store.inner._logs == {}  # type: ignore[attr-defined]
     await driver.service.aclose()
 
 
