@@ -14,9 +14,9 @@ A credential comes from ``Authorization: Bearer``, ``X-API-Key``, the ``sse_toke
 (unless switched off) the ``access_token`` query parameter, because a browser's EventSource
 cannot set headers. The last two are for reads (GET) only: see ``Authenticator._credential``.
 
-Channel patterns are globs over whole names: ``*`` matches within one ``/`` segment, ``**``
-across segments, ``?`` one character: ``tasks/*`` covers ``tasks/42`` but not ``tasks/42/log``;
-``tasks/**`` covers both.
+Channel patterns are globs over whole names (:mod:`.patterns`): ``*`` matches within one ``/``
+segment, ``**`` across segments, ``?`` one character: ``tasks/*`` covers ``tasks/42`` but not
+``tasks/42/log``; ``tasks/**`` covers both.
 
 With no credentials configured the service is open (the local default): everyone may publish
 and subscribe everywhere, and the principal is the anonymous client, known by its address.
@@ -24,7 +24,6 @@ and subscribe everywhere, and the principal is the anonymous client, known by it
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import re
@@ -37,6 +36,7 @@ import jwt
 from starlette.requests import HTTPConnection
 
 from .errors import Forbidden, Unauthorized
+from .patterns import matches
 
 __all__ = [
     "Authenticator",
@@ -51,31 +51,6 @@ __all__ = [
 
 _KEY_HASH = re.compile(r"sha256:[0-9a-f]{64}")
 _READS = frozenset({"GET", "HEAD"})
-
-
-@functools.lru_cache(maxsize=1024)
-def _compile(pattern: str) -> re.Pattern[str]:
-    parts: list[str] = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**", i):
-            parts.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            parts.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            parts.append("[^/]")
-            i += 1
-        else:
-            parts.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(parts))
-
-
-def matches(channel: str, patterns: Iterable[str]) -> bool:
-    """Whether ``channel`` is covered by any of the glob ``patterns``."""
-    return any(_compile(p).fullmatch(channel) for p in patterns)
 
 
 @dataclass(frozen=True, slots=True)
