@@ -17,6 +17,7 @@ from starlette.routing import Route
 from functions.app import routes
 from serverless_sse.auth import hash_key, mint_token
 from serverless_sse.cursor import Cursor, Position
+from tests.hostile import HOSTILE_CHANNEL_PATHS, REFUSED_BODIES
 from tests.servers import UvicornServer
 from tests.sse import read_stream
 from tests.stores import STORE_URLS, flush_redis
@@ -424,6 +425,123 @@ async def test_an_oversized_url_gets_414(http: httpx.AsyncClient) -> None:
     response = await http.get("/healthz?pad=" + "x" * 9000)
     assert response.status_code == 414
     assert response.json()["error"] == "uri_too_long"
+
+
+async def test_an_oversized_body_gets_413_and_stores_nothing(http: httpx.AsyncClient) -> None:
+    channel = name("rooms")
+    body = [{"data": "x" * 60_000}] * 20  # over SSE_MAX_BODY_BYTES (1 MiB)
+    response = await http.post(f"/channels/{channel}/events", json=body, headers=auth(KEY))
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+    assert (await http.get(f"/channels/{channel}/events", headers=auth(KEY))).json()["events"] == []
+
+
+async def test_too_many_channels_on_one_stream_get_422(http: httpx.AsyncClient) -> None:
+    channels = ",".join(f"public/c{n}" for n in range(17))  # SSE_MAX_CHANNELS_PER_STREAM: 16
+    response = await http.get(f"/stream?channels={channels}")
+    assert response.status_code == 422
+    assert "at most 16" in response.json()["detail"]
+
+
+# -- hostile input, through the real server ------------------------------------------------
+
+
+async def raw_request(url: str, head: bytes, body: bytes = b"") -> tuple[int, bytes, bytes]:
+    """Send exactly these bytes (no client normalises the target or the headers) and read the
+    answer: status, head, body."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        length = f"Content-Length: {len(body)}\r\n".encode() if body else b""
+        writer.write(head + b"\r\nHost: x\r\nConnection: close\r\n" + length + b"\r\n" + body)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+    answer_head, _, answer_body = answer.partition(b"\r\n\r\n")
+    return int(answer_head.split(b" ", 2)[1]), answer_head, answer_body
+
+
+def assert_json_4xx(status: int, head: bytes, body: bytes) -> None:
+    assert 400 <= status < 500, (status, body)
+    assert b"content-type: application/json" in head.lower(), head
+    assert set(json.loads(body)) == {"error", "detail"}
+
+
+@pytest.mark.parametrize("channel_path", HOSTILE_CHANNEL_PATHS)
+@pytest.mark.parametrize(
+    "endpoint", ["POST /channels/{}/events", "GET /channels/{}/events", "GET /channels/{}/stream"]
+)
+async def test_a_hostile_channel_name_gets_a_json_4xx(
+    server: UvicornServer, channel_path: str, endpoint: str
+) -> None:
+    method, target = endpoint.split(" ")
+    head = f"{method} {target.format(channel_path)} HTTP/1.1\r\nX-API-Key: {KEY}".encode()
+    assert_json_4xx(*await raw_request(server.url, head, b'{"data": 1}'))
+
+
+HOSTILE_REQUESTS = {
+    "invalid UTF-8 in Last-Event-ID": b"GET /channels/public/a/stream HTTP/1.1\r\n"
+    b"Last-Event-ID: \xff\xfe\xc0\xaf",
+    "NUL in a multiplexed channel": b"GET /stream?channels=public/a,public/a%00b HTTP/1.1",
+    "CRLF in a multiplexed channel": b"GET /stream?channels=public/a%0d%0aX-Evil:%201 HTTP/1.1",
+    "invalid UTF-8 in ?channels=": b"GET /stream?channels=public/%ff%fe HTTP/1.1",
+    "traversal in ?channels=": b"GET /stream?channels=public/../internal/x HTTP/1.1",
+    "a huge ?window=": b"GET /channels/public/a/stream?window=1e999 HTTP/1.1",
+    "a negative ?limit=": b"GET /channels/public/a/events?limit=-1 HTTP/1.1",
+    "a cursor over 1 KiB": b"GET /channels/public/a/events?after=" + b"A" * 2000 + b" HTTP/1.1",
+    "a token of invalid UTF-8": b"GET /channels/rooms/a/stream HTTP/1.1\r\n"
+    b"Authorization: Bearer \xff\xfe.\x80.\x81",
+}
+
+
+@pytest.mark.parametrize("request_head", HOSTILE_REQUESTS.values(), ids=list(HOSTILE_REQUESTS))
+async def test_a_hostile_request_gets_a_json_4xx(
+    server: UvicornServer, request_head: bytes
+) -> None:
+    assert_json_4xx(*await raw_request(server.url, request_head))
+
+
+# These never reach the app: uvicorn's HTTP parser refuses them with its own plain 400 (the app,
+# sent the same bytes directly, answers JSON: tests/fuzz/test_http_fuzz.py).
+MALFORMED_HTTP = {
+    "a control character in a header": b"GET /channels/public/a/stream HTTP/1.1\r\n"
+    b"Last-Event-ID: AQ\x01\x7f",
+    "a cookie of control characters": b"GET /channels/rooms/a/stream HTTP/1.1\r\n"
+    b"Cookie: sse_token=\x01\x02\x03",
+    "a Content-Length that is not a number": b"POST /channels/rooms/a/events HTTP/1.1\r\n"
+    b"X-API-Key: " + KEY.encode() + b"\r\nContent-Length: +12",
+    "a bare CR in a header": b"GET /healthz HTTP/1.1\r\nX-Request-ID: a\rX-Injected: 1",
+}
+
+
+@pytest.mark.parametrize("request_head", MALFORMED_HTTP.values(), ids=list(MALFORMED_HTTP))
+async def test_malformed_http_is_refused_before_the_app(
+    server: UvicornServer, request_head: bytes
+) -> None:
+    status, _, body = await raw_request(server.url, request_head)
+    assert status == 400, body
+
+
+@pytest.mark.parametrize("body", REFUSED_BODIES, ids=range(len(REFUSED_BODIES)))
+async def test_a_hostile_body_gets_a_json_4xx_and_stores_nothing(
+    server: UvicornServer, http: httpx.AsyncClient, body: bytes
+) -> None:
+    channel = name("rooms")
+    head = f"POST /channels/{channel}/events HTTP/1.1\r\nX-API-Key: {KEY}".encode()
+    assert_json_4xx(*await raw_request(server.url, head, body))
+    history = await http.get(f"/channels/{channel}/events", headers=auth(KEY))
+    assert history.json()["events"] == []
+
+
+async def test_an_injected_request_id_is_never_echoed(server: UvicornServer) -> None:
+    head = b"GET /healthz HTTP/1.1\r\nX-Request-ID: \xff\xfe<script>a;b"
+    status, answer_head, _ = await raw_request(server.url, head)
+    assert status == 200
+    echoed = [
+        line for line in answer_head.split(b"\r\n") if line.lower().startswith(b"x-request-id")
+    ]
+    assert len(echoed) == 1 and re.fullmatch(rb"x-request-id: [0-9a-f]{32}", echoed[0].lower())
 
 
 # -- observability ---------------------------------------------------------------------------

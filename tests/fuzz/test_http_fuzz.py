@@ -17,8 +17,10 @@ from urllib.parse import quote, unquote
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from functions.app import routes
+from serverless_sse.auth import hash_key
 from serverless_sse.events import validate_channel
 from serverless_sse.service import Service, create_app
 from serverless_sse.settings import Settings
@@ -36,11 +38,22 @@ SETTINGS = Settings(
 )
 
 
+# The same with credentials configured, so that hostile credentials reach the checks.
+SECURED = SETTINGS.model_copy(
+    update={
+        "api_keys": [hash_key("fuzz-key-0123456789")],
+        "jwt_secret": SecretStr("fuzz-secret-" + "x" * 32),
+        "public_subscribe": ["public/**"],
+        "cors_origins": ["https://app.example"],
+    }
+)
+
+
 class Driver:
     """Runs one request through the app and collects the whole response."""
 
-    def __init__(self) -> None:
-        self.service = Service(SETTINGS, MemoryStore())
+    def __init__(self, settings: Settings = SETTINGS) -> None:
+        self.service = Service(settings, MemoryStore())
         self.app = create_app(routes, service=self.service)
         self.app.state.service = self.service
 
@@ -250,6 +263,29 @@ async def test_a_hostile_channel_name_is_refused_and_nothing_is_stored(
     await driver.service.aclose()
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "header"),
+    [
+        ("GET", b"/channels/public/a/stream", (b"last-event-id", b"AQ\x01\x7f")),
+        ("GET", b"/channels/rooms/a/stream", (b"cookie", b"sse_token=\x01\x02\x03")),
+        ("POST", b"/channels/rooms/a/events", (b"content-length", b"+12")),
+        ("GET", b"/channels/rooms/a/stream", (b"authorization", b"Bearer \x00\xff")),
+    ],
+)
+async def test_headers_an_http_server_would_refuse_get_a_json_answer_from_the_app(
+    method: str, path: bytes, header: tuple[bytes, bytes]
+) -> None:
+    """uvicorn refuses these before the app; another server (or a Lambda event) may not."""
+    driver = Driver(SECURED)
+    status, headers, answer = await driver.request(
+        method, path, headers=[header], body=b'{"data": 1}'
+    )
+    assert 400 <= status < 500
+    assert_answer_is_sound(status, headers, answer)
+    assert driver.service.store.inner._logs == {}  # type: ignore[attr-defined]
+    await driver.service.aclose()
+
+
 @FUZZ
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]),
@@ -274,6 +310,7 @@ async def test_a_hostile_channel_name_is_refused_and_nothing_is_stored(
         max_size=4,
     ),
     body=hostile_bodies,
+    secured=st.booleans(),
 )
 async def test_any_malformed_request_gets_a_clean_answer(
     method: str,
@@ -281,8 +318,9 @@ async def test_any_malformed_request_gets_a_clean_answer(
     params: list[tuple[str, str]],
     headers: list[tuple[bytes, bytes]],
     body: bytes,
+    secured: bool,
 ) -> None:
-    driver = Driver()
+    driver = Driver(SECURED if secured else SETTINGS)
     query = "&".join(f"{quote(k)}={quote(v, safe='')}" for k, v in params).encode()
     status, answer_headers, answer = await driver.request(
         method, path, query=query, headers=headers, body=body
