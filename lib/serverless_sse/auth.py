@@ -51,6 +51,8 @@ __all__ = [
 
 _KEY_HASH = re.compile(r"sha256:[0-9a-f]{64}")
 _READS = frozenset({"GET", "HEAD"})
+_MAX_SUBJECT = 200
+_LATEST_EXPIRY = 253_402_300_799  # 9999-12-31T23:59:59Z; beyond, a float loses seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,12 +208,19 @@ class Authenticator:
             raise Unauthorized("the token's 'sse' claim must be an object")
         publish = _patterns(grants.get("publish", []))
         subscribe = _patterns(grants.get("subscribe", []))
+        # The subject names the client in caps (store keys) and logs: bounded, like a channel.
+        subject = claims["sub"]
+        if not 0 < len(subject) <= _MAX_SUBJECT:
+            raise Unauthorized(f"the token's 'sub' must be 1-{_MAX_SUBJECT} characters")
+        expires = claims["exp"]  # PyJWT checked that it is a whole number, and not past
+        if expires > _LATEST_EXPIRY:
+            raise Unauthorized("the token's 'exp' is out of range")
         return Principal(
-            subject=f"sub:{claims['sub']}",
+            subject=f"sub:{subject}",
             publish=publish,
             subscribe=subscribe + self.public_subscribe,
             deny_subscribe=self.closed_subscribe,
-            expires_at=float(claims["exp"]),
+            expires_at=float(expires),
             anonymous=False,
         )
 

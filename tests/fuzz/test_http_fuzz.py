@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import string
+import time
 from typing import Any
 from urllib.parse import quote, unquote
 
+import jwt
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -39,10 +41,11 @@ SETTINGS = Settings(
 
 
 # The same with credentials configured, so that hostile credentials reach the checks.
+FUZZ_SECRET = "fuzz-secret-" + "x" * 32
 SECURED = SETTINGS.model_copy(
     update={
         "api_keys": [hash_key("fuzz-key-0123456789")],
-        "jwt_secret": SecretStr("fuzz-secret-" + "x" * 32),
+        "jwt_secret": SecretStr(FUZZ_SECRET),
         "public_subscribe": ["public/**"],
         "cors_origins": ["https://app.example"],
     }
@@ -283,6 +286,63 @@ async def test_headers_an_http_server_would_refuse_get_a_json_answer_from_the_ap
     assert 400 <= status < 500
     assert_answer_is_sound(status, headers, answer)
     assert driver.service.store.inner._logs == {}  # type: ignore[attr-defined]
+    await driver.service.aclose()
+
+
+# Tokens signed with the service's own secret, so that their claims get past the signature and
+# reach the code that reads them: what a buggy (or compromised) token issuer could send.
+claim_values = st.one_of(
+    json_values,
+    st.integers(min_value=-(10**30), max_value=10**400),
+    st.lists(hostile_text, max_size=5),
+    st.sampled_from(["*", "**", "*a" * 40 + "b", "*?" * 40, "\x00", "rooms/*"]).map(lambda p: [p]),
+)
+signed_claims = st.fixed_dictionaries(
+    {
+        # Mostly a subject and an expiry that PyJWT lets through, so that the rest is read.
+        "sub": st.one_of(st.text(min_size=1, max_size=8), hostile_text, claim_values),
+        "exp": st.one_of(
+            st.integers(min_value=int(time.time()) + 60, max_value=10**400), claim_values
+        ),
+    },
+    optional={
+        "nbf": claim_values,
+        "iat": claim_values,
+        "aud": claim_values,
+        "sse": st.one_of(
+            claim_values,
+            st.fixed_dictionaries(
+                {}, optional={"publish": claim_values, "subscribe": claim_values}
+            ),
+        ),
+    },
+)
+
+
+@FUZZ
+@given(
+    claims=signed_claims,
+    method=st.sampled_from(["GET", "POST"]),
+    where=st.sampled_from(["header", "cookie", "query"]),
+)
+async def test_any_signed_claims_get_an_answer_never_a_500(
+    claims: dict[str, Any], method: str, where: str
+) -> None:
+    driver = Driver(SECURED)
+    token = jwt.encode(claims, FUZZ_SECRET, algorithm="HS256").encode()
+    headers = {
+        "header": [(b"authorization", b"Bearer " + token)],
+        "cookie": [(b"cookie", b"sse_token=" + token)],
+        "query": [],
+    }[where]
+    query = b"access_token=" + token if where == "query" else b""
+    path = b"/channels/rooms/a/events" if method == "POST" else b"/channels/rooms/a/stream"
+    status, answer_headers, answer = await driver.request(
+        method, path, query=query, headers=headers, body=b'{"data": 1}'
+    )
+    if not answer_headers.get(b"content-type", b"").startswith(b"text/event-stream"):
+        assert_answer_is_sound(status, answer_headers, answer)
+    await assert_store_is_sound(driver.service.store.inner)  # type: ignore[attr-defined]
     await driver.service.aclose()
 
 

@@ -191,6 +191,16 @@ def test_closed_patterns_refuse_even_a_granted_token() -> None:
             {"sub": "a", "exp": int(time.time()) + 60, "sse": ["x"]}, SECRET, algorithm="HS256"
         ),
         "not.a.token",
+        jwt.encode({"sub": "a", "exp": 10**400}, SECRET, algorithm="HS256"),
+        jwt.encode({"sub": "", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256"),
+        jwt.encode({"sub": "a" * 201, "exp": int(time.time()) + 60}, SECRET, algorithm="HS256"),
+        jwt.encode({"sub": 42, "exp": int(time.time()) + 60}, SECRET, algorithm="HS256"),
+        jwt.encode({"sub": "a", "exp": "soon"}, SECRET, algorithm="HS256"),
+        jwt.encode(
+            {"sub": "a", "exp": int(time.time()) + 60, "sse": {"subscribe": [""]}},
+            SECRET,
+            algorithm="HS256",
+        ),
     ],
     ids=[
         "expired",
@@ -201,6 +211,12 @@ def test_closed_patterns_refuse_even_a_granted_token() -> None:
         "grant-not-list",
         "sse-not-object",
         "garbage",
+        "exp-out-of-range",
+        "empty-sub",
+        "sub-too-long",
+        "sub-not-text",
+        "exp-not-a-number",
+        "empty-pattern",
     ],
 )
 def test_a_bad_token_is_refused(token: str) -> None:
