@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .auth import hash_key
+
 __all__ = ["Settings"]
 
 
@@ -152,6 +154,12 @@ class Settings(BaseSettings):
     @classmethod
     def _lists(cls, value: object) -> object:
         return _split_commas(value)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _hashed(cls, value: list[str]) -> list[str]:
+        # A plain key is hashed as it is read: the settings never hold a usable key.
+        return [hash_key(key) for key in value]
 
     @field_validator("jwt_secret")
     @classmethod

@@ -266,6 +266,13 @@ def test_a_principal_is_a_plain_value() -> None:
 # -- settings ------------------------------------------------------------------------------------
 
 
+def test_plain_keys_are_hashed_as_the_settings_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSE_API_KEYS", f"{KEY}, {hash_key('other-key-0123')}")
+    settings = Settings()
+    assert settings.api_keys == [hash_key(KEY), hash_key("other-key-0123")]
+    assert KEY not in repr(settings)
+
+
 def test_a_short_jwt_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SSE_JWT_SECRET", "short")
     with pytest.raises(ValidationError):
