@@ -534,6 +534,29 @@ async def test_a_hostile_body_gets_a_json_4xx_and_stores_nothing(
     assert history.json()["events"] == []
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"type": "bad\ntype", "data": 2},
+        {"data": "x" * 70_000},
+        {"data": 2, "unknown": True},
+        {"type": "message", "data": 2, "idempotency_key": "a" * 201},
+        "not an object",
+    ],
+    ids=["type-with-newline", "event-too-large", "unknown-field", "key-too-long", "not-object"],
+)
+async def test_a_batch_with_one_bad_event_stores_none_of_it(
+    http: httpx.AsyncClient, bad: object
+) -> None:
+    channel = name("rooms")
+    body = [{"data": 1}, bad, {"data": 3}]
+    response = await http.post(f"/channels/{channel}/events", json=body, headers=auth(KEY))
+    assert 400 <= response.status_code < 500
+    assert set(response.json()) == {"error", "detail"}
+    history = await http.get(f"/channels/{channel}/events", headers=auth(KEY))
+    assert history.json()["events"] == []
+
+
 async def test_an_injected_request_id_is_never_echoed(server: UvicornServer) -> None:
     head = b"GET /healthz HTTP/1.1\r\nX-Request-ID: \xff\xfe<script>a;b"
     status, answer_head, _ = await raw_request(server.url, head)
