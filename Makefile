@@ -6,7 +6,7 @@ PORT ?= 8000
 .PHONY: run test lint venv package
 
 run: venv
-	.venv/bin/uvicorn functions.app:app --host $(HOST) --port $(PORT)
+	.venv/bin/uvicorn functions.app:app --host $(HOST) --port $(PORT) --no-access-log
 
 test:
 	scripts/test.sh

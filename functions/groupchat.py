@@ -26,7 +26,7 @@ from serverless_sse.http import (
 from serverless_sse.lambda_handler import LambdaHandler
 from serverless_sse.personas import DEFAULT_PERSONAS, Persona, Style
 from serverless_sse.protocol import encode_event
-from serverless_sse.rooms import Rooms, room_channel
+from serverless_sse.rooms import Rooms, new_room_id, room_channel
 from serverless_sse.service import create_app, service_of
 from serverless_sse.window import StreamPlan, plan_stream
 
@@ -87,10 +87,9 @@ async def create_room(request: Request) -> Response:
     service = service_of(request)
     settings = service.settings
     body = parse_model(await read_body(request, limit=settings.max_body_bytes), RoomBody)
-    room_id = validate_name(body.id, "room id") if body.id is not None else None
-    principal = await authenticate(request)
-    if room_id is not None:
-        require_publish(principal, room_channel(room_id))
+    room_id = validate_name(body.id, "room id") if body.id is not None else new_room_id()
+    # Creating a room writes to the store: it needs the grant of the room's channel.
+    require_publish(await authenticate(request), room_channel(room_id))
     personas = _personas(body)
     await service.charge_publish(request)
     rooms = Rooms(service.store, max_personas=settings.max_personas_per_room)

@@ -37,9 +37,11 @@ async def _visible(request: Request) -> list[ServerSpec]:
 
 
 async def _one(request: Request) -> ServerSpec:
-    server = fleet_of(request).spec(request.path_params["server_id"])
-    require_subscribe(await authenticate(request), [server_channel(server.id)])
-    return server
+    server_id = request.path_params["server_id"]
+    # The grant first, then whether the server exists: a client learns nothing of the fleet
+    # that it may not see (an unknown id is 401/403 to it, like a hidden one).
+    require_subscribe(await authenticate(request), [server_channel(server_id)])
+    return fleet_of(request).spec(server_id)
 
 
 def _deltas(request: Request) -> bool:
@@ -106,8 +108,8 @@ async def control(request: Request) -> Response:
     body = parse_model(
         await read_body(request, limit=service.settings.max_body_bytes), ControlRequest
     )
+    require_publish(await authenticate(request), server_channel(body.server_id))
     server = fleet.spec(body.server_id)
-    require_publish(await authenticate(request), server_channel(server.id))
     await service.charge_publish(request)
     result = await fleet.control(server.id, body.action)
     return JSONResponse({"id": result.cursor, "seq": result.seq, **result.data}, status_code=202)

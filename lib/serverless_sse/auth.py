@@ -12,11 +12,11 @@ Credentials (DESIGN.md, "Security and limits"):
 
 A credential comes from ``Authorization: Bearer``, ``X-API-Key``, the ``sse_token`` cookie, or
 (unless switched off) the ``access_token`` query parameter, because a browser's EventSource
-cannot set headers.
+cannot set headers. The last two are for reads (GET) only: see ``Authenticator._credential``.
 
-Channel patterns are globs over whole names: ``*`` matches within one ``/`` segment, ``**``
-across segments, ``?`` one character: ``tasks/*`` covers ``tasks/42`` but not ``tasks/42/log``;
-``tasks/**`` covers both.
+Channel patterns are globs over whole names (:mod:`.patterns`): ``*`` matches within one ``/``
+segment, ``**`` across segments, ``?`` one character: ``tasks/*`` covers ``tasks/42`` but not
+``tasks/42/log``; ``tasks/**`` covers both.
 
 With no credentials configured the service is open (the local default): everyone may publish
 and subscribe everywhere, and the principal is the anonymous client, known by its address.
@@ -24,7 +24,6 @@ and subscribe everywhere, and the principal is the anonymous client, known by it
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import re
@@ -37,6 +36,7 @@ import jwt
 from starlette.requests import HTTPConnection
 
 from .errors import Forbidden, Unauthorized
+from .patterns import matches
 
 __all__ = [
     "Authenticator",
@@ -50,31 +50,9 @@ __all__ = [
 ]
 
 _KEY_HASH = re.compile(r"sha256:[0-9a-f]{64}")
-
-
-@functools.lru_cache(maxsize=1024)
-def _compile(pattern: str) -> re.Pattern[str]:
-    parts: list[str] = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**", i):
-            parts.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            parts.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            parts.append("[^/]")
-            i += 1
-        else:
-            parts.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(parts))
-
-
-def matches(channel: str, patterns: Iterable[str]) -> bool:
-    """Whether ``channel`` is covered by any of the glob ``patterns``."""
-    return any(_compile(p).fullmatch(channel) for p in patterns)
+_READS = frozenset({"GET", "HEAD"})
+_MAX_SUBJECT = 200
+_LATEST_EXPIRY = 253_402_300_799  # 9999-12-31T23:59:59Z; beyond, a float loses seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,13 +164,19 @@ class Authenticator:
         if key:
             return key.strip()
         cookie = connection.cookies.get("sse_token")
-        if cookie:
-            return cookie
-        if self.query_tokens:
-            query = connection.query_params.get("access_token")
-            if query:
-                return query
-        return None
+        query = connection.query_params.get("access_token") if self.query_tokens else None
+        if not cookie and not query:
+            return None
+        # The cookie and the query form exist for EventSource, which only reads. A browser
+        # sends the cookie with any cross-site form post too, so accepting it on a write would
+        # let another site publish with its visitor's grants (CSRF); and a query string ends
+        # up in logs. A form cannot set a header, so writes take their credential from one.
+        if connection.scope.get("method", "GET") not in _READS:
+            raise Unauthorized(
+                "a write takes its credential from the Authorization or X-API-Key header; "
+                "the sse_token cookie and ?access_token= are accepted on reads only"
+            )
+        return cookie or query
 
     def _is_key(self, credential: str) -> bool:
         digest = hash_key(credential).encode()
@@ -224,12 +208,19 @@ class Authenticator:
             raise Unauthorized("the token's 'sse' claim must be an object")
         publish = _patterns(grants.get("publish", []))
         subscribe = _patterns(grants.get("subscribe", []))
+        # The subject names the client in caps (store keys) and logs: bounded, like a channel.
+        subject = claims["sub"]
+        if not 0 < len(subject) <= _MAX_SUBJECT:
+            raise Unauthorized(f"the token's 'sub' must be 1-{_MAX_SUBJECT} characters")
+        expires = claims["exp"]  # PyJWT checked that it is a whole number, and not past
+        if expires > _LATEST_EXPIRY:
+            raise Unauthorized("the token's 'exp' is out of range")
         return Principal(
-            subject=f"sub:{claims['sub']}",
+            subject=f"sub:{subject}",
             publish=publish,
             subscribe=subscribe + self.public_subscribe,
             deny_subscribe=self.closed_subscribe,
-            expires_at=float(claims["exp"]),
+            expires_at=float(expires),
             anonymous=False,
         )
 

@@ -20,12 +20,17 @@ from .events import iso_time
 from .personas import DEFAULT_PERSONAS, Persona
 from .stores.base import EventStore
 
-__all__ = ["Room", "Rooms", "room_channel"]
+__all__ = ["Room", "Rooms", "new_room_id", "room_channel"]
 
 
 def room_channel(room_id: str) -> str:
     """The channel that holds a room's events (its history, and its live stream)."""
     return f"rooms/{room_id}"
+
+
+def new_room_id() -> str:
+    """A fresh room id, for a room created without one."""
+    return f"room-{uuid.uuid4().hex[:12]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +88,7 @@ class Rooms:
         ids = [p.id for p in personas]
         if len(set(ids)) != len(ids):
             raise ValidationFailed("persona ids repeat within the room")
-        room = Room(room_id or f"room-{uuid.uuid4().hex[:12]}", name, tuple(personas), time.time())
+        room = Room(room_id or new_room_id(), name, tuple(personas), time.time())
         if not await self.store.put_value(self._key(room.id), room.dumps(), only_if_absent=True):
             raise Conflict(f"room {room.id!r} exists already")
         return room

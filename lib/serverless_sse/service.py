@@ -240,7 +240,17 @@ def create_app(
                 CORS,
                 allow_origins=cfg.cors_origins,
                 allow_methods=["GET", "POST", "OPTIONS"],
-                allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-API-Key"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "Idempotency-Key",
+                    "Last-Event-ID",
+                    "X-API-Key",
+                    "X-Request-ID",
+                ],
+                # Readable by the page's script: how long to back off after a 429, and which
+                # request to quote in a bug report.
+                expose_headers=["Retry-After", "X-Request-ID"],
                 allow_credentials=cfg.cors_credentials,
                 max_age=600,
             )

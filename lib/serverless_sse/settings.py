@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .auth import hash_key
+
 __all__ = ["Settings"]
 
 
@@ -142,7 +144,9 @@ class Settings(BaseSettings):
     )
     max_header_bytes: int = Field(16_384, gt=0)
     max_url_bytes: int = Field(8_192, gt=0)
-    cors_credentials: bool = True
+    cors_credentials: bool = Field(
+        True, description="let allowed origins send cookies and Authorization (not with '*')"
+    )
     log_json: bool = True
     log_level: str = "INFO"
 
@@ -151,12 +155,30 @@ class Settings(BaseSettings):
     def _lists(cls, value: object) -> object:
         return _split_commas(value)
 
+    @field_validator("api_keys")
+    @classmethod
+    def _hashed(cls, value: list[str]) -> list[str]:
+        # A plain key is hashed as it is read: the settings never hold a usable key.
+        return [hash_key(key) for key in value]
+
     @field_validator("jwt_secret")
     @classmethod
     def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value().encode()) < 32:
             raise ValueError("SSE_JWT_SECRET must be at least 32 bytes for HS256")
         return value
+
+    @model_validator(mode="after")
+    def _no_wildcard_origin_with_credentials(self) -> Settings:
+        # Starlette answers `*` with credentials by naming whatever origin asks: any site could
+        # then read streams with its visitors' cookies.
+        if "*" in self.cors_origins and self.cors_credentials:
+            raise ValueError(
+                "SSE_CORS_ORIGINS=* with SSE_CORS_CREDENTIALS=true would let every site read "
+                "streams with its visitors' credentials: list the origins, or set "
+                "SSE_CORS_CREDENTIALS=false"
+            )
+        return self
 
     @model_validator(mode="after")
     def _not_open_unless_allowed(self) -> Settings:

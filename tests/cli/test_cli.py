@@ -278,6 +278,29 @@ def test_serve_runs_the_service() -> None:
         proc.wait(10)
 
 
+def test_serve_never_logs_a_query_token() -> None:
+    """The access line is the app's own, without the query string: a token sent as
+    ?access_token= stays out of the logs."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(SCRIPT), "serve", "--port", str(port), "--log-level", "info"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port, proc=proc)  # type: ignore[arg-type]
+        secret = uuid.uuid4().hex
+        response = httpx.get(f"http://127.0.0.1:{port}/healthz?access_token={secret}")
+        assert response.status_code == 200
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=10)[0].decode()
+    access = [json.loads(line) for line in output.splitlines() if '"/healthz"' in line]
+    assert [(a["path"], a["status"]) for a in access] == [("/healthz", 200)]
+    assert secret not in output
+
+
 def test_serve_refuses_invalid_settings_before_starting() -> None:
     result = subprocess.run(
         [str(SCRIPT), "serve", "--port", str(free_port())],

@@ -11,17 +11,23 @@ from __future__ import annotations
 import asyncio
 import json
 import string
+import time
 from typing import Any
 from urllib.parse import quote, unquote
 
+import jwt
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from functions.app import routes
+from serverless_sse.auth import hash_key
 from serverless_sse.events import validate_channel
 from serverless_sse.service import Service, create_app
 from serverless_sse.settings import Settings
 from serverless_sse.stores.memory import MemoryStore
+from tests.hostile import HOSTILE_CHANNEL_PATHS, KNOWN_BOMBS
 
 SETTINGS = Settings(
     window_seconds=0.05,
@@ -34,11 +40,23 @@ SETTINGS = Settings(
 )
 
 
+# The same with credentials configured, so that hostile credentials reach the checks.
+FUZZ_SECRET = "fuzz-secret-" + "x" * 32
+SECURED = SETTINGS.model_copy(
+    update={
+        "api_keys": [hash_key("fuzz-key-0123456789")],
+        "jwt_secret": SecretStr(FUZZ_SECRET),
+        "public_subscribe": ["public/**"],
+        "cors_origins": ["https://app.example"],
+    }
+)
+
+
 class Driver:
     """Runs one request through the app and collects the whole response."""
 
-    def __init__(self) -> None:
-        self.service = Service(SETTINGS, MemoryStore())
+    def __init__(self, settings: Settings = SETTINGS) -> None:
+        self.service = Service(settings, MemoryStore())
         self.app = create_app(routes, service=self.service)
         self.app.state.service = self.service
 
@@ -139,22 +157,6 @@ hostile_text = st.one_of(
         ]
     ),
 )
-# Inputs that broke JSON services before: nesting past the interpreter's recursion limit (in the
-# body and in the data), numbers that overflow floats, lone surrogates, NUL floods, huge ints,
-# duplicate keys, invalid UTF-8 inside a string.
-KNOWN_BOMBS = [
-    b"[" * 20_000 + b"]" * 20_000,
-    b'{"data": ' + b"[" * 3000 + b"]" * 3000 + b"}",
-    b'{"data": 1e999999}',
-    b'{"data": -1e400}',
-    b'{"data": NaN}',
-    b'{"data": "\\ud800"}',
-    b'{"data": "' + b"\\u0000" * 500 + b'"}',
-    b'{"data": 123456789012345678901234567890}',
-    b'{"data": "x", "data": "y"}',
-    b'{"data": "' + b"\xff\xfe" + b'"}',
-]
-
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
     lambda children: (
@@ -199,9 +201,14 @@ query_keys = st.sampled_from(
 @st.composite
 def raw_paths(draw: st.DrawFn) -> bytes:
     prefix = draw(st.sampled_from(["/channels/", "/stream", "/healthz", "/metrics", "/", "/api/"]))
-    middle = draw(hostile_text)
+    middle = draw(
+        st.one_of(
+            hostile_text.map(lambda text: quote(text, safe="/%")),
+            st.sampled_from(HOSTILE_CHANNEL_PATHS),
+        )
+    )
     suffix = draw(st.sampled_from(["/events", "/stream", "/close", "", "/x"]))
-    return (prefix + quote(middle, safe="/%") + suffix).encode("ascii")
+    return (prefix + middle + suffix).encode("ascii")
 
 
 FUZZ = settings(
@@ -244,6 +251,101 @@ async def test_publishing_garbage_never_breaks_the_server_or_the_store(
     await driver.service.aclose()
 
 
+@pytest.mark.parametrize("channel_path", HOSTILE_CHANNEL_PATHS)
+@pytest.mark.parametrize("endpoint", ["events", "close", "stream"])
+async def test_a_hostile_channel_name_is_refused_and_nothing_is_stored(
+    channel_path: str, endpoint: str
+) -> None:
+    driver = Driver()
+    method = "GET" if endpoint == "stream" else "POST"
+    path = f"/channels/{channel_path}/{endpoint}".encode()
+    status, headers, answer = await driver.request(method, path, body=b'{"data": 1}')
+    assert 400 <= status < 500, (status, answer)
+    assert_answer_is_sound(status, headers, answer)
+    assert driver.service.store.inner._logs == {}  # type: ignore[attr-defined]
+    await driver.service.aclose()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "header"),
+    [
+        ("GET", b"/channels/public/a/stream", (b"last-event-id", b"AQ\x01\x7f")),
+        ("GET", b"/channels/rooms/a/stream", (b"cookie", b"sse_token=\x01\x02\x03")),
+        ("POST", b"/channels/rooms/a/events", (b"content-length", b"+12")),
+        ("GET", b"/channels/rooms/a/stream", (b"authorization", b"Bearer \x00\xff")),
+    ],
+)
+async def test_headers_an_http_server_would_refuse_get_a_json_answer_from_the_app(
+    method: str, path: bytes, header: tuple[bytes, bytes]
+) -> None:
+    """uvicorn refuses these before the app; another server (or a Lambda event) may not."""
+    driver = Driver(SECURED)
+    status, headers, answer = await driver.request(
+        method, path, headers=[header], body=b'{"data": 1}'
+    )
+    assert 400 <= status < 500
+    assert_answer_is_sound(status, headers, answer)
+    assert driver.service.store.inner._logs == {}  # type: ignore[attr-defined]
+    await driver.service.aclose()
+
+
+# Tokens signed with the service's own secret, so that their claims get past the signature and
+# reach the code that reads them: what a buggy (or compromised) token issuer could send.
+claim_values = st.one_of(
+    json_values,
+    st.integers(min_value=-(10**30), max_value=10**400),
+    st.lists(hostile_text, max_size=5),
+    st.sampled_from(["*", "**", "*a" * 40 + "b", "*?" * 40, "\x00", "rooms/*"]).map(lambda p: [p]),
+)
+signed_claims = st.fixed_dictionaries(
+    {
+        # Mostly a subject and an expiry that PyJWT lets through, so that the rest is read.
+        "sub": st.one_of(st.text(min_size=1, max_size=8), hostile_text, claim_values),
+        "exp": st.one_of(
+            st.integers(min_value=int(time.time()) + 60, max_value=10**400), claim_values
+        ),
+    },
+    optional={
+        "nbf": claim_values,
+        "iat": claim_values,
+        "aud": claim_values,
+        "sse": st.one_of(
+            claim_values,
+            st.fixed_dictionaries(
+                {}, optional={"publish": claim_values, "subscribe": claim_values}
+            ),
+        ),
+    },
+)
+
+
+@FUZZ
+@given(
+    claims=signed_claims,
+    method=st.sampled_from(["GET", "POST"]),
+    where=st.sampled_from(["header", "cookie", "query"]),
+)
+async def test_any_signed_claims_get_an_answer_never_a_500(
+    claims: dict[str, Any], method: str, where: str
+) -> None:
+    driver = Driver(SECURED)
+    token = jwt.encode(claims, FUZZ_SECRET, algorithm="HS256").encode()
+    headers = {
+        "header": [(b"authorization", b"Bearer " + token)],
+        "cookie": [(b"cookie", b"sse_token=" + token)],
+        "query": [],
+    }[where]
+    query = b"access_token=" + token if where == "query" else b""
+    path = b"/channels/rooms/a/events" if method == "POST" else b"/channels/rooms/a/stream"
+    status, answer_headers, answer = await driver.request(
+        method, path, query=query, headers=headers, body=b'{"data": 1}'
+    )
+    if not answer_headers.get(b"content-type", b"").startswith(b"text/event-stream"):
+        assert_answer_is_sound(status, answer_headers, answer)
+    await assert_store_is_sound(driver.service.store.inner)  # type: ignore[attr-defined]
+    await driver.service.aclose()
+
+
 @FUZZ
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]),
@@ -268,6 +370,7 @@ async def test_publishing_garbage_never_breaks_the_server_or_the_store(
         max_size=4,
     ),
     body=hostile_bodies,
+    secured=st.booleans(),
 )
 async def test_any_malformed_request_gets_a_clean_answer(
     method: str,
@@ -275,8 +378,9 @@ async def test_any_malformed_request_gets_a_clean_answer(
     params: list[tuple[str, str]],
     headers: list[tuple[bytes, bytes]],
     body: bytes,
+    secured: bool,
 ) -> None:
-    driver = Driver()
+    driver = Driver(SECURED if secured else SETTINGS)
     query = "&".join(f"{quote(k)}={quote(v, safe='')}" for k, v in params).encode()
     status, answer_headers, answer = await driver.request(
         method, path, query=query, headers=headers, body=body

@@ -27,11 +27,15 @@ KEY = "k3y-for-tests-0123456789"
 
 
 def connection(
-    headers: dict[str, str] | None = None, query: str = "", client: str = "10.0.0.7"
+    headers: dict[str, str] | None = None,
+    query: str = "",
+    client: str = "10.0.0.7",
+    method: str = "GET",
 ) -> HTTPConnection:
     raw = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     scope: dict[str, Any] = {
         "type": "http",
+        "method": method,
         "headers": raw,
         "query_string": query.encode(),
         "client": (client, 1234),
@@ -120,6 +124,25 @@ def test_an_unknown_key_is_refused() -> None:
         )
 
 
+@pytest.mark.parametrize(
+    "where",
+    [{"headers": {"Cookie": f"sse_token={KEY}"}}, {"query": f"access_token={KEY}"}],
+    ids=["cookie", "query"],
+)
+def test_a_write_never_takes_its_credential_from_a_cookie_or_the_query(
+    where: dict[str, Any],
+) -> None:
+    with pytest.raises(Unauthorized, match="reads only"):
+        secured().authenticate(connection(method="POST", **where))
+
+
+def test_a_write_takes_its_credential_from_a_header_whatever_the_cookie_says() -> None:
+    cookie = {"Cookie": "sse_token=stale"}
+    for header in (bearer(KEY), {"X-API-Key": KEY}):
+        principal = secured().authenticate(connection({**cookie, **header}, method="POST"))
+        assert not principal.anonymous
+
+
 def test_query_tokens_can_be_switched_off() -> None:
     auth = secured(query_tokens=False)
     principal = auth.authenticate(connection(query=f"access_token={KEY}"))
@@ -168,6 +191,16 @@ def test_closed_patterns_refuse_even_a_granted_token() -> None:
             {"sub": "a", "exp": int(time.time()) + 60, "sse": ["x"]}, SECRET, algorithm="HS256"
         ),
         "not.a.token",
+        jwt.encode({"sub": "a", "exp": 10**400}, SECRET, algorithm="HS256"),
+        jwt.encode({"sub": "", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256"),
+        jwt.encode({"sub": "a" * 201, "exp": int(time.time()) + 60}, SECRET, algorithm="HS256"),
+        jwt.encode({"sub": 42, "exp": int(time.time()) + 60}, SECRET, algorithm="HS256"),
+        jwt.encode({"sub": "a", "exp": "soon"}, SECRET, algorithm="HS256"),
+        jwt.encode(
+            {"sub": "a", "exp": int(time.time()) + 60, "sse": {"subscribe": [""]}},
+            SECRET,
+            algorithm="HS256",
+        ),
     ],
     ids=[
         "expired",
@@ -178,6 +211,12 @@ def test_closed_patterns_refuse_even_a_granted_token() -> None:
         "grant-not-list",
         "sse-not-object",
         "garbage",
+        "exp-out-of-range",
+        "empty-sub",
+        "sub-too-long",
+        "sub-not-text",
+        "exp-not-a-number",
+        "empty-pattern",
     ],
 )
 def test_a_bad_token_is_refused(token: str) -> None:
@@ -227,6 +266,13 @@ def test_a_principal_is_a_plain_value() -> None:
 # -- settings ------------------------------------------------------------------------------------
 
 
+def test_plain_keys_are_hashed_as_the_settings_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSE_API_KEYS", f"{KEY}, {hash_key('other-key-0123')}")
+    settings = Settings()
+    assert settings.api_keys == [hash_key(KEY), hash_key("other-key-0123")]
+    assert KEY not in repr(settings)
+
+
 def test_a_short_jwt_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SSE_JWT_SECRET", "short")
     with pytest.raises(ValidationError):
@@ -239,3 +285,11 @@ def test_a_deployment_refuses_to_start_open(monkeypatch: pytest.MonkeyPatch) -> 
         Settings()
     monkeypatch.setenv("SSE_API_KEYS", hash_key(KEY))
     assert Settings().api_keys == [hash_key(KEY)]
+
+
+def test_any_origin_with_credentials_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSE_CORS_ORIGINS", "*")
+    with pytest.raises(ValidationError, match="every site"):
+        Settings()
+    monkeypatch.setenv("SSE_CORS_CREDENTIALS", "false")
+    assert Settings().cors_origins == ["*"]

@@ -65,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         reload=args.reload,
         log_level=args.log_level,
+        # The app writes its own access line (JSON, with the request id and without the query
+        # string); uvicorn's would repeat it with the query, ?access_token= included.
+        access_log=False,
         app_dir=os.getcwd(),
     )
     return 0
