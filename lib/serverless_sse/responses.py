@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.types import Message, Receive, Scope, Send
 
+from .eager import run_eagerly
 from .errors import SSEError
 from .http import error_response
 from .window import StreamWindow
@@ -52,6 +53,11 @@ class EventStreamResponse:
         async def write(chunk: bytes) -> None:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
+        def write_now(chunk: bytes) -> Awaitable[None] | None:
+            return run_eagerly(
+                send({"type": "http.response.body", "body": chunk, "more_body": True})
+            )
+
         async def watch() -> None:
             while True:
                 message: Message = await receive()
@@ -75,7 +81,7 @@ class EventStreamResponse:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             watcher = asyncio.create_task(watch())
             try:
-                await window.run(write)
+                await window.run(write, write_now)
             except OSError:
                 # ASGI 2.4 servers raise on writes to a closed connection.
                 window.disconnect()

@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Protocol
 from .cursor import Cursor, Position
 from .errors import CursorError, SSEError
 from .events import EventFormat, StoredEvent
-from .fanout import ChannelFeed, FeedItem, FeedRegistry
+from .fanout import ChannelFeed, FeedItem, FeedRegistry, Follower, WriteNow
 from .frames import HEARTBEAT, control_frame, event_body, opening, with_id
 from .stores.base import ChannelState, EventStore
 
@@ -196,6 +196,13 @@ async def read_after(store: EventStore, channel: str, position: Position, limit:
     return LogRead(events, state, Position(state.epoch, first - 1), gap)
 
 
+async def _sleep_until(wake: asyncio.Event, due: float) -> None:
+    """Wait for ``wake``, or until loop time ``due``."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout_at(due):
+            await wake.wait()
+
+
 class StreamWindow:
     """One response's worth of a stream. Create it from a :class:`StreamPlan`, then ``run`` it."""
 
@@ -315,12 +322,25 @@ class StreamWindow:
 
     # -- the loop --------------------------------------------------------------------------
 
-    async def run(self, write: Write) -> None:
-        await self._run(write)
+    async def run(self, write: Write, write_now: WriteNow | None = None) -> None:
+        """Stream to ``write`` until the window ends. With ``write_now`` (a write that
+        completes at once when the socket has room), a caught-up single-channel stream lets
+        its channel's feed write new events for it while it sleeps (see
+        :class:`~serverless_sse.fanout.Follower`)."""
+        await self._run(write, self._follower(write_now))
         if self._epilogue and not self._disconnected:
             await write(self._epilogue)
 
-    async def _run(self, write: Write) -> None:
+    def _follower(self, write_now: WriteNow | None) -> Follower | None:
+        """A follower for this window, if the feed can write its events as they are: one
+        channel, shared frames, every event written, no ticker, not a long-poll."""
+        if write_now is None or not self._shared_frames or self._filtered:
+            return None
+        if self._ticker is not None or self._budget is not None:
+            return None
+        return Follower(write_now, self._fmt, self._wake)
+
+    async def _run(self, write: Write, follower: Follower | None) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.duration
         wake = self._wake
@@ -371,10 +391,16 @@ class StreamWindow:
                     await write(HEARTBEAT)
                     last_write = now
                     continue
-                with contextlib.suppress(TimeoutError):
-                    due = min(deadline, last_write + self._heartbeat, next_tick)
-                    async with asyncio.timeout_at(due):
-                        await wake.wait()
+                due = min(deadline, last_write + self._heartbeat, next_tick)
+                feed = feeds[self.channels[0]]
+                if follower is not None and feed.follow(follower, self.positions[feed.channel]):
+                    try:
+                        await _sleep_until(wake, due)
+                    finally:
+                        feed.unfollow(follower)
+                    last_write = max(last_write, await self._take_back(follower))
+                else:
+                    await _sleep_until(wake, due)
         except SSEError as exc:
             self.ended_by = "error"
             if not self._disconnected:
@@ -384,6 +410,17 @@ class StreamWindow:
         finally:
             for feed in feeds.values():
                 self._feeds.unsubscribe(feed, wake)
+
+    async def _take_back(self, follower: Follower) -> float:
+        """Take over from the feed: what it wrote for this stream while it slept (finishing a
+        write that had to wait), and when it last wrote."""
+        if follower.pending is not None:
+            pending, follower.pending = follower.pending, None
+            await pending
+        self.positions[self.channels[0]] = follower.position
+        self.delivered += follower.delivered
+        follower.delivered = 0
+        return follower.last_write
 
     _ENDINGS: ClassVar[dict[str, str]] = {
         "window_elapsed": "timeout",
