@@ -20,7 +20,7 @@ import pytest
 from tests.fake_upstream import API_KEY
 from tests.servers import ROOT, UvicornServer, free_port, wait_for_port
 from tests.sse import StreamResult, read_stream
-from tests.store_urls import REDIS_QUEUE, REDIS_STORE, flush, store_supported
+from tests.store_urls import REDIS_QUEUE, REDIS_STORE, flush
 
 pytestmark = pytest.mark.e2e
 
@@ -199,8 +199,6 @@ async def test_without_any_worker_the_exchange_still_ends_with_timeout(
 
 @pytest.fixture(scope="module")
 def separate_worker() -> Iterator[str]:
-    if not store_supported(REDIS_STORE):
-        pytest.skip("open_store does not know the redis scheme in this tree yet")
     flush(REDIS_STORE)
     flush(REDIS_QUEUE)
     env = {

@@ -30,7 +30,6 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
 from tests.servers import UvicornServer
-from tests.store_urls import store_supported
 from tests.stores import flush_redis
 
 pytestmark = [pytest.mark.e2e, pytest.mark.interop]
@@ -86,14 +85,7 @@ def browser() -> Iterator[Browser]:
     scope="module",
     params=[
         pytest.param("memory://", id="memory"),
-        pytest.param(
-            REDIS_STORE,
-            id="redis",
-            marks=pytest.mark.skipif(
-                not store_supported(REDIS_STORE),
-                reason="open_store does not know the redis scheme in this tree yet",
-            ),
-        ),
+        pytest.param(REDIS_STORE, id="redis"),
     ],
 )
 def server(request: pytest.FixtureRequest) -> Iterator[UvicornServer]:
