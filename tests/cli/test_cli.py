@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -306,8 +307,8 @@ def test_serve_says_when_the_app_cannot_be_found(tmp_path: Path) -> None:
 def test_the_command_lists_its_subcommands() -> None:
     result = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
-    for name in ("serve", "tail", "publish"):
-        assert f"    {name} " in result.stdout
+    for name in ("serve", "tail", "publish", "token", "hash-key", "create-table"):
+        assert re.search(rf"^    {name}\s", result.stdout, re.MULTILINE), name
 
 
 def test_the_command_runs_as_a_module_too() -> None:
