@@ -383,14 +383,13 @@ class DynamoDBStore(EventStore):
     ) -> ReadResult:
         if wait <= 0:
             return await self._read_now(channel, after, limit)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
+        deadline = self._monotonic() + wait
         while True:
             # One poll per interval per channel, across calls: a live reader that has all the
             # last poll saw asks again one interval later, not at once (an immediate query
             # would find what the next poll finds, for one more read unit). An append through
             # this store sets the fast pace and marks what the last poll saw as stale.
-            now = loop.time()
+            now = self._monotonic()
             pace = self._paces.get(channel)
             if pace is not None and after >= pace.state.last_seq:
                 if pace.state.closed or (epoch and pace.state.epoch != epoch):
@@ -408,11 +407,16 @@ class DynamoDBStore(EventStore):
             result = await self._read_now(channel, after, limit)
             interval = self._poll_min if pace is None else pace.interval
             interval = self._poll_min if result.events else min(interval * 2, self._poll_max)
-            self._remember(self._paces, channel, _Pace(interval, loop.time(), result.state))
+            self._remember(self._paces, channel, _Pace(interval, self._monotonic(), result.state))
             if result.events or result.state.closed or (epoch and result.state.epoch != epoch):
                 return result
-            if loop.time() >= deadline:
+            if self._monotonic() >= deadline:
                 return result
+
+    @staticmethod
+    def _monotonic() -> float:
+        """The clock of polls and waits: the event loop's (the tests' is virtual)."""
+        return asyncio.get_running_loop().time()
 
     async def _nap(self, channel: str, seconds: float) -> bool:
         """Sleep ``seconds``, or less if this store appends to ``channel`` (then true)."""
