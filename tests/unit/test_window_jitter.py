@@ -46,6 +46,12 @@ def test_a_shortened_window_varies_both_ways_by_up_to_ten_percent() -> None:
     assert statistics.stdev(windows) == pytest.approx(0.1 * requested / 3**0.5, rel=0.1)
 
 
+def test_a_longer_window_asked_for_gets_the_configured_one_jittered() -> None:
+    windows = durations(Settings(window_seconds=WINDOW), 10 * WINDOW)  # ?window= never lengthens
+    assert all(0.9 * WINDOW <= w <= WINDOW for w in windows)
+    assert min(windows) < 0.91 * WINDOW
+
+
 def test_a_shortened_window_near_the_limit_still_never_exceeds_it() -> None:
     windows = durations(Settings(window_seconds=WINDOW), 0.95 * WINDOW)
     assert max(windows) == WINDOW
