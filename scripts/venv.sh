@@ -9,6 +9,10 @@ if [ -f "$stamp" ]; then
   exit 0
 fi
 if [ ! -x .venv/bin/python ]; then
+  # Debian's python3 makes venvs only with its python3-venv package (ensurepip).
+  if ! "$PY" -c "import ensurepip" >/dev/null 2>&1; then
+    scripts/apt-install.sh "Python's venv module ($PY -m venv)" python3-venv
+  fi
   echo "creating .venv with $($PY --version)" >&2
   "$PY" -m venv .venv
 fi

@@ -1,12 +1,11 @@
 """Store URLs for tests that run against every backend the tree has.
 
 Each entry maps a backend name to a function of a Redis database number (the calling test
-module's own) giving the ``SSE_STORE`` URL. Redis appears once its backend exists.
+module's own) giving the ``SSE_STORE`` URL.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -14,13 +13,10 @@ from urllib.parse import urlsplit
 REDIS = "127.0.0.1:6379"
 
 
-def _has_backend(name: str) -> bool:
-    return importlib.util.find_spec(f"serverless_sse.stores.{name}") is not None
-
-
-STORE_URLS: dict[str, Callable[[int], str]] = {"memory": lambda db: "memory://"}
-if _has_backend("redis"):
-    STORE_URLS["redis"] = lambda db: f"redis://{REDIS}/{db}"
+STORE_URLS: dict[str, Callable[[int], str]] = {
+    "memory": lambda db: "memory://",
+    "redis": lambda db: f"redis://{REDIS}/{db}",
+}
 
 
 def flush_redis(url: str) -> None:

@@ -5,12 +5,13 @@ table, and its price in calls. In moto's in-process emulation, with a clock the 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import subprocess
 import sys
 import threading
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import boto3
@@ -206,33 +207,107 @@ async def test_events_deleted_by_ttl_in_any_order_are_skipped_like_expired_ones(
 # -- live reads ------------------------------------------------------------------------------
 
 
+class VirtualTime:
+    """The store's clock of polls and waits, in virtual time: a nap returns at once with the
+    clock moved on to its end, or to the first action scheduled within it if that action
+    wakes it (as an append through the store does, by the store's own signal). Records when
+    the store polled."""
+
+    def __init__(self, store: DynamoDBStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = 0.0
+        self.polls: list[float] = []
+        self._actions: list[tuple[float, Callable[[], Awaitable[None]]]] = []
+        self._signals = store._signals
+        read_now = store._read_now
+
+        async def polled(*args: Any) -> Any:
+            self.polls.append(self.now)
+            return await read_now(*args)
+
+        monkeypatch.setattr(store, "_monotonic", lambda: self.now)
+        monkeypatch.setattr(store, "_nap", self._nap)
+        monkeypatch.setattr(store, "_read_now", polled)
+
+    def at(self, when: float, action: Callable[[], Awaitable[None]]) -> None:
+        """Run ``action`` at ``when`` (during a nap that reaches it)."""
+        self._actions.append((when, action))
+        self._actions.sort(key=lambda pair: pair[0])
+
+    async def _nap(self, channel: str, seconds: float) -> bool:
+        signal = self._signals.setdefault(channel, asyncio.Event())  # as the store's own nap
+        end = self.now + seconds
+        if self._actions and self._actions[0][0] <= end:
+            when, action = self._actions.pop(0)
+            self.now = max(self.now, when)
+            await action()
+            if signal.is_set():
+                return True
+        self.now = end
+        return False
+
+    def gaps(self) -> list[float]:
+        return [round(b - a, 6) for a, b in itertools.pairwise(self.polls)]
+
+
 async def test_idle_polls_back_off_and_speed_up_again_when_events_flow(
-    table: None, channel: str
+    table: None, channel: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = DynamoDBStore(TABLE, region=REGION, threads=1, poll_min=0.05, poll_max=0.4)
+    other = DynamoDBStore(TABLE, region=REGION, threads=1)  # another process's publishes
+    time = VirtualTime(store, monkeypatch)
     try:
         await store.append(channel, [ev(1)])
         calls = Calls(store)
-        await store.read(channel, 1, limit=10, wait=2.0)
-        idle = calls.counts["Query"]
-        # 0.05, 0.1, 0.2, then every 0.4 s: about 8 in 2 s, where a fixed 0.05 s would be 40.
-        assert 5 <= idle <= 10
+        idle = await store.read(channel, 1, limit=10, wait=2.0)
+        assert idle.events == []
+        # Idle: the interval doubles up to poll_max, and the wait ends when its time is up
+        # (7 polls in 2 s, where polling every poll_min would be 40).
+        assert time.gaps() == [0.1, 0.2, 0.4, 0.4, 0.4, 0.4]
+        assert time.polls[-1] <= 2.0 == time.now
+        assert calls.counts["Query"] == len(time.polls)
 
-        async def publish_soon() -> None:
-            await asyncio.sleep(0.3)
-            await store.append(channel, [ev(2)])
+        published = 1
 
-        task = asyncio.create_task(publish_soon())
+        async def publish_elsewhere() -> None:  # no signal reaches this store's reader
+            nonlocal published
+            published += 1
+            await other.append(channel, [ev(published)])
+
+        time.polls.clear()
+        time.at(time.now + 0.1, publish_elsewhere)
         found = await store.read(channel, 1, limit=10, wait=5.0)
-        await task
         assert [e.seq for e in found.events] == [2]
-        calls.reset()
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        await store.append(channel, [ev(3)])
+        assert time.polls == [pytest.approx(1.9 + 0.4)]  # at the idle pace still
+
+        # Events flow: the next poll comes at the fast pace again.
+        time.polls.clear()
+        time.at(time.now + 0.01, publish_elsewhere)
         found = await store.read(channel, 2, limit=10, wait=5.0)
         assert [e.seq for e in found.events] == [3]
-        assert loop.time() - started < 0.4  # polled at the fast pace again
+        assert time.polls == [pytest.approx(2.3 + 0.05)]
+    finally:
+        await store.aclose()
+        await other.aclose()
+
+
+async def test_an_append_through_the_store_wakes_its_waiting_reader_at_once(
+    table: None, channel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DynamoDBStore(TABLE, region=REGION, threads=1, poll_min=0.05, poll_max=0.4)
+    time = VirtualTime(store, monkeypatch)
+    try:
+        await store.append(channel, [ev(1)])
+        await store.read(channel, 1, limit=10, wait=2.0)  # idle: polling every 0.4 s now
+        time.polls.clear()
+
+        async def publish_here() -> None:
+            await store.append(channel, [ev(2)])
+
+        appended_at = time.now + 0.1  # the next poll is due at 1.9 + 0.4 = 2.3
+        time.at(appended_at, publish_here)
+        found = await store.read(channel, 1, limit=10, wait=5.0)
+        assert [e.seq for e in found.events] == [2]
+        assert time.polls == [pytest.approx(appended_at)]
     finally:
         await store.aclose()
 

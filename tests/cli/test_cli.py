@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -16,7 +17,7 @@ import httpx
 import pytest
 
 from serverless_sse.auth import hash_key
-from serverless_sse.cli import main
+from serverless_sse.cli import main, publish
 from tests.servers import ROOT, UvicornServer, free_port, wait_for_port
 
 pytestmark = pytest.mark.e2e
@@ -97,6 +98,37 @@ def test_publish_from_stdin_sends_every_line_in_order_in_batches(
     # Retention is 5 here: the last ones are kept, and the id printed is the last event's.
     assert [e["data"] for e in stored] == [{"n": n} for n in range(19, 24)]
     assert out.strip() == stored[-1]["id"]
+
+
+class Terminal(io.StringIO):
+    """Standard error as a terminal would be (tqdm draws its bar only on one)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_publish_from_stdin_shows_a_progress_bar_on_a_terminal_only(
+    server: UvicornServer, channel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(publish, "PROGRESS_DELAY_SECONDS", 0)  # at once, not after 0.5 s
+    lines = "".join(f"{n}\n" for n in range(250))
+    args = ["publish", channel, "-", "--batch-size", "10", "--server", server.url]
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdin", io.StringIO(lines))
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(args) == 0
+    drawn = terminal.getvalue()
+    frames = [frame for frame in re.split(r"[\r\n]", drawn) if "event" in frame]
+    counts = [int(m.group(1)) for f in frames if (m := re.match(r"\s*(\d+)event", f))]
+    assert counts[0] == 0 and counts[-1] == 250, drawn  # drawn from the start to the end
+    assert counts == sorted(counts), drawn
+    assert "published 250 events" in drawn
+    # Piped (not a terminal): only the summary line.
+    status, _, err = cli(*args, stdin=lines)
+    assert status == 0
+    assert err == "published 250 events to " + channel + "\n"
+    assert [e["data"] for e in history(server, channel)] == [*range(250), *range(250)][-5:]
 
 
 def test_publish_splits_a_batch_the_service_finds_too_large(
@@ -329,8 +361,8 @@ def test_serve_says_when_the_app_cannot_be_found(tmp_path: Path) -> None:
 def test_the_command_lists_its_subcommands() -> None:
     result = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
-    for name in ("serve", "tail", "publish"):
-        assert f"    {name} " in result.stdout
+    for name in ("serve", "tail", "publish", "token", "hash-key", "create-table"):
+        assert re.search(rf"^    {name}\s", result.stdout, re.MULTILINE), name
 
 
 def test_the_command_runs_as_a_module_too() -> None:

@@ -75,11 +75,8 @@ def run(args: list[str], env: dict[str, str] | None = None, timeout: float = 600
     return output
 
 
-@pytest.fixture(scope="module")
-def packaged(tmp_path_factory: pytest.TempPathFactory) -> Packaged:
-    run(["scripts/ensure-serverless.sh"])
-    run([sys.executable, "infra/package.py", "--step", "artifact"])
-    out = tmp_path_factory.mktemp("serverless")
+def package_template(out: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """``infra/package.py --step template`` (the artifact is built already), offline."""
     offline = {
         **os.environ,
         # Dummy credentials, and any request to anywhere fails at once.
@@ -91,11 +88,33 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> Packaged:
         "http_proxy": DEAD_PROXY,
     }
     offline.pop("AWS_SESSION_TOKEN", None)
-    template = ["--step", "template", "--stage", "test", "--out", str(out)]
-    output = run([sys.executable, "infra/package.py", *template], env=offline, timeout=120)
+    template = ["--step", "template", "--stage", "test", "--out", str(out), "--", *options]
+    return subprocess.run(
+        [sys.executable, "infra/package.py", *template],
+        cwd=ROOT,
+        env=offline,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def read_packaged(out: Path, output: str) -> Packaged:
     template_path = out / "cloudformation-template-update-stack.json"
     state = json.loads((out / "serverless-state.json").read_text())
     return Packaged(output, template_path, json.loads(template_path.read_text()), state)
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> Packaged:
+    run(["scripts/ensure-serverless.sh"])
+    run([sys.executable, "infra/package.py", "--step", "artifact"])
+    out = tmp_path_factory.mktemp("serverless")
+    done = package_template(out)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    return read_packaged(out, output)
 
 
 # -- the framework and the linter ------------------------------------------------------------
@@ -149,6 +168,40 @@ def targets(resource: dict[str, Any], key: str) -> str:
     if "Ref" in value:
         return str(value["Ref"])
     return str(value["Fn::GetAtt"][0])
+
+
+def streaming_functions(packaged: Packaged) -> dict[str, dict[str, Any]]:
+    return {
+        name: function
+        for name, function in packaged.functions().items()
+        if environment(function).get("SSE_MODE") == "stream"
+    }
+
+
+def test_a_longer_window_takes_the_streaming_functions_timeout_with_it(
+    packaged: Packaged, tmp_path: Path
+) -> None:
+    # The one parameter alone: the timeout follows it (never left at the default's 330 s).
+    done = package_template(tmp_path, "--param=streamWindowSeconds=840")
+    assert done.returncode == 0, done.stdout + done.stderr
+    longer = streaming_functions(read_packaged(tmp_path, done.stdout + done.stderr))
+    assert sorted(longer) == sorted(f"{family[0].upper()}{family[1:]}Stream" for family in FAMILIES)
+    for function in longer.values():
+        assert environment(function)["SSE_WINDOW_SECONDS"] == "840"
+        assert 840 < function["Timeout"] <= 900
+    every = [*longer.values(), *streaming_functions(packaged).values()]
+    margins = {f["Timeout"] - float(environment(f)["SSE_WINDOW_SECONDS"]) for f in every}
+    assert len(margins) == 1, "the same margin for every window"
+
+
+@pytest.mark.parametrize(("window", "why"), [("880", "is too long"), ("0", "must be a positive")])
+def test_a_window_that_cannot_fit_lambda_s_limit_is_refused_when_packaging(
+    packaged: Packaged, tmp_path: Path, window: str, why: str
+) -> None:
+    done = package_template(tmp_path, f"--param=streamWindowSeconds={window}")
+    assert done.returncode != 0
+    assert why in done.stdout + done.stderr
+    assert not (tmp_path / "cloudformation-template-update-stack.json").exists()
 
 
 @pytest.mark.parametrize("family", FAMILIES)

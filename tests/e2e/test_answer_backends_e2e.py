@@ -1,6 +1,7 @@
 """Where answers come from and how jobs travel, end to end: an OpenAI-compatible model (a fake
 upstream the tests start), an SQS queue (moto's server), a worker in its own process, and no
-worker at all."""
+worker at all. The model, SQS and no-worker servers run on the memory store and on Redis (this
+module's database 11); the separate worker shares Redis with the group chat's tests."""
 
 from __future__ import annotations
 
@@ -20,9 +21,16 @@ import pytest
 from tests.fake_upstream import API_KEY
 from tests.servers import ROOT, UvicornServer, free_port, wait_for_port
 from tests.sse import StreamResult, read_stream
-from tests.store_urls import REDIS_QUEUE, REDIS_STORE, flush, store_supported
+from tests.store_urls import REDIS_QUEUE, REDIS_STORE, flush
+from tests.stores import flush_redis
 
 pytestmark = pytest.mark.e2e
+
+REDIS_DB = 11  # this module's own database, for the stores of the servers below
+STORES = [
+    pytest.param("memory://", id="memory"),
+    pytest.param(f"redis://127.0.0.1:6379/{REDIS_DB}", id="redis"),
+]
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -81,8 +89,21 @@ def upstream() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def model_server(upstream: str) -> Iterator[str]:
+def fresh_redis() -> None:
+    """This module's database, emptied once (no answer of an earlier run is cached)."""
+    flush_redis(f"redis://127.0.0.1:6379/{REDIS_DB}")
+
+
+@pytest.fixture(scope="module", params=STORES)
+def store(request: pytest.FixtureRequest, fresh_redis: None) -> str:
+    url: str = request.param
+    return url
+
+
+@pytest.fixture(scope="module")
+def model_server(upstream: str, store: str) -> Iterator[str]:
     env = {
+        "SSE_STORE": store,
         "SSE_RESPONDER": "openai",
         "SSE_OPENAI_BASE_URL": upstream,
         "SSE_OPENAI_MODEL": "script",
@@ -124,7 +145,15 @@ async def test_a_slow_model_ends_the_exchange_with_timeout(model_server: str) ->
     [timeout] = of_type(result, "timeout")
     assert "2 s" in timeout["message"]
     assert envelopes(result)[-1]["type"] == "timeout"
-    async with httpx.AsyncClient(base_url=model_server) as http:
+    # The POST's response may end with its own timeout, a grace period after the deadline,
+    # before a loaded worker has logged the exchange's: follow the room until it is there.
+    async with httpx.AsyncClient(base_url=model_server, timeout=30) as http:
+        await read_stream(
+            http,
+            f"/channels/rooms/{room}/stream?from=start&window=30",
+            max_seconds=20,
+            stop_when=lambda e: e.type == "timeout" and "exchangeId" in e.data,
+        )
         history = (await http.get(f"/channels/rooms/{room}/events")).json()["events"]
     assert [e["type"] for e in history] == ["user_message", "timeout"]
 
@@ -161,9 +190,9 @@ def sqs_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def sqs_server(sqs_endpoint: str) -> Iterator[str]:
+def sqs_server(sqs_endpoint: str, store: str) -> Iterator[str]:
     queue = f"sqs://answers-{uuid.uuid4().hex[:6]}?endpoint_url={sqs_endpoint}&create=true"
-    env = {**AWS_ENV, "SSE_QUEUE": queue, "SSE_QUEUE_POLL_SECONDS": "1"}
+    env = {**AWS_ENV, "SSE_STORE": store, "SSE_QUEUE": queue, "SSE_QUEUE_POLL_SECONDS": "1"}
     with UvicornServer(env) as server:
         yield server.url
 
@@ -183,8 +212,8 @@ async def test_ai_questions_travel_through_sqs(sqs_server: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def no_worker_server() -> Iterator[str]:
-    env = {"SSE_WORKER": "off", "SSE_AI_TIMEOUT_SECONDS": "1"}
+def no_worker_server(store: str) -> Iterator[str]:
+    env = {"SSE_STORE": store, "SSE_WORKER": "off", "SSE_AI_TIMEOUT_SECONDS": "1"}
     with UvicornServer(env) as server:
         yield server.url
 
@@ -199,8 +228,6 @@ async def test_without_any_worker_the_exchange_still_ends_with_timeout(
 
 @pytest.fixture(scope="module")
 def separate_worker() -> Iterator[str]:
-    if not store_supported(REDIS_STORE):
-        pytest.skip("open_store does not know the redis scheme in this tree yet")
     flush(REDIS_STORE)
     flush(REDIS_QUEUE)
     env = {

@@ -80,7 +80,6 @@ async def test_a_client_s_concurrent_streams_are_capped(
         await asyncio.gather(second, third, return_exceptions=True)
 
 
-@pytest.mark.skipif("redis" not in STORE_URLS, reason="needs the Redis store backend")
 async def test_the_stream_cap_is_global_and_a_killed_instance_s_leases_expire(
     http: httpx.AsyncClient,
 ) -> None:

@@ -30,7 +30,6 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
 from tests.servers import UvicornServer
-from tests.store_urls import store_supported
 from tests.stores import flush_redis
 
 pytestmark = [pytest.mark.e2e, pytest.mark.interop]
@@ -86,14 +85,7 @@ def browser() -> Iterator[Browser]:
     scope="module",
     params=[
         pytest.param("memory://", id="memory"),
-        pytest.param(
-            REDIS_STORE,
-            id="redis",
-            marks=pytest.mark.skipif(
-                not store_supported(REDIS_STORE),
-                reason="open_store does not know the redis scheme in this tree yet",
-            ),
-        ),
+        pytest.param(REDIS_STORE, id="redis"),
     ],
 )
 def server(request: pytest.FixtureRequest) -> Iterator[UvicornServer]:
@@ -507,3 +499,95 @@ def test_a_refused_stream_says_why_and_a_saved_token_opens_it(browser: Browser) 
     assert "credential" in refused["detail"]
     assert "access_token=%E2%80%A6" in opened["url"], "the token is never shown"
     assert "dashboard-key" not in str(opened)
+
+
+# -- the fleet panel's connection state and charts -------------------------------------------
+
+# Records, from before the page's scripts run, every state the fleet's pill is drawn in (with
+# its label) and every value its reconnect counter shows, in order.
+RECORD_FLEET_PANEL = """(() => {
+    window.panelTrail = [];
+    new MutationObserver((mutations) => {
+        for (const m of mutations) {
+            const target = m.target.nodeType === 1 ? m.target : m.target.parentElement;
+            if (target?.id === "fleet-state" && m.attributeName === "data-state") {
+                const label = target.querySelector(".label").textContent;
+                window.panelTrail.push(["state", target.dataset.state, label]);
+            } else if (target?.closest?.("#fleet-reconnects")) {
+                const shown = document.getElementById("fleet-reconnects").textContent;
+                const last = window.panelTrail.findLast((step) => step[0] === "reconnects");
+                if (last?.[1] !== shown) window.panelTrail.push(["reconnects", shown]);
+            }
+        }
+    }).observe(document, {subtree: true, attributes: true, childList: true, characterData: true});
+})()"""
+
+CHARTS = """() => Object.fromEntries([...document.querySelectorAll("#fleet-rows tr")].map(row => [
+    row.dataset.server,
+    {
+        shown: [...row.querySelectorAll(".metric-value")].slice(0, 2).map(v => v.textContent),
+        lines: [...row.querySelectorAll("svg.spark path.spark-line")].map(p => p.getAttribute("d")),
+        labels: [...row.querySelectorAll("svg.spark")].map(s => s.getAttribute("aria-label")),
+    },
+]))"""
+
+
+def chart_points(path: str) -> int:
+    """The points a chart's line joins (``M`` starts a run, ``L`` adds to it)."""
+    return 0 if path == "M0,0" else path.count("M") + path.count("L")
+
+
+def test_the_fleet_pill_counter_and_charts_follow_the_stream(browser: Browser) -> None:
+    # A server of its own whose clients wait 3 s before reconnecting after a window: longer
+    # than the 1 s after which the pill shows "Reconnecting" (a quick reconnect stays "Live").
+    env = {**server_env("memory://"), "SSE_RETRY_MS": "3000", "SSE_FLEET_INTERVAL_SECONDS": "1"}
+    with UvicornServer(env) as server:
+        context = browser.new_context()
+        context.add_init_script(script=RECORD_FLEET_PANEL)
+        page = context.new_page()
+        console = Console(page)
+        try:
+            page.goto(f"{server.url}/?window={WINDOW}")
+            wait_for(page, "window.sseDiagnostics.fleet?.ticks.length >= 2")
+            early = page.evaluate(CHARTS)
+            early_tick = diagnostics(page, "fleet")["ticks"][-1]
+            wait_for(page, "window.sseDiagnostics.fleet.reconnects >= 1", timeout=30)
+            wait_for(page, f"window.sseDiagnostics.fleet.ticks.at(-1) >= {early_tick + 2}")
+            trail = [tuple(step) for step in page.evaluate("() => window.panelTrail")]
+            late = page.evaluate(CHARTS)
+        finally:
+            context.close()
+
+    # The pill: connecting, live, then at the window's end reconnecting, and live again.
+    states = [step[1:] for step in trail if step[0] == "state"]
+    assert states[:4] == [
+        ("connecting", "Connecting"),
+        ("live", "Live"),
+        ("reconnecting", "Reconnecting"),
+        ("live", "Live"),
+    ], trail
+    # The counter shows 0 until the stream is live again after the window, then 1.
+    back = [i for i, step in enumerate(trail) if step == ("state", "live", "Live")][1]
+    assert {step[1] for step in trail[:back] if step[0] == "reconnects"} <= {"0"}, trail
+    assert trail[back + 1] == ("reconnects", "1"), trail
+
+    # Charts: every server has a CPU and a memory chart; they draw what the table shows and
+    # grow with the ticks.
+    assert sorted(late) == sorted(early) and len(late) == 8
+    moved = 0
+    for server_id, now in late.items():
+        before = early[server_id]
+        assert len(now["lines"]) == len(now["labels"]) == 2
+        for shown, line, label, earlier in zip(
+            now["shown"], now["lines"], now["labels"], before["lines"], strict=True
+        ):
+            if shown == "—":  # offline or stopped: no reading now
+                assert label.endswith("no reading now")
+                continue
+            assert chart_points(line) >= 2, (server_id, line)
+            reading = re.search(r"now (\d+) %", label)
+            assert reading is not None, label
+            assert abs(int(reading.group(1)) - float(shown.removesuffix(" %"))) <= 1
+            moved += line != earlier and chart_points(line) > chart_points(earlier)
+    assert moved >= 8, "most charts drew new points across the ticks"
+    assert console.errors == []

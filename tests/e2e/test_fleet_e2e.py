@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import socket
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from serverless_sse.auth import mint_token
@@ -385,3 +388,67 @@ async def test_control_needs_a_publish_grant_for_that_server(secured: UvicornSer
         refused = await control(http, "db-01", "restart")
     assert allowed.status_code == 202
     assert (refused.status_code, refused.json()["error"]) == (403, "forbidden")
+
+
+# -- the host machine as the fleet (SSE_FLEET_SOURCE=host) --------------------------------
+
+
+@pytest.fixture(scope="module")
+def host_fleet() -> Iterator[UvicornServer]:
+    # Read from the environment by Settings, like every other option.
+    env = {
+        "SSE_STORE": "memory://",
+        "SSE_FLEET_SOURCE": "host",
+        "SSE_FLEET_INTERVAL_SECONDS": str(INTERVAL),
+        "SSE_HEARTBEAT_SECONDS": "5",
+    }
+    with UvicornServer(env) as running:
+        yield running
+
+
+def this_machine() -> dict[str, Any]:
+    booted = datetime.fromtimestamp(psutil.boot_time(), UTC)
+    return {
+        "id": "host",
+        "hostname": socket.gethostname(),
+        "role": "host",
+        "started_at": booted.isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+
+
+async def test_the_host_fleet_lists_the_machine_that_serves_it(host_fleet: UvicornServer) -> None:
+    async with httpx.AsyncClient(base_url=host_fleet.url, timeout=30) as http:
+        body = (await http.get("/api/servers")).json()
+    [server] = body["servers"]
+    assert {k: server[k] for k in this_machine()} == this_machine()
+    assert server["disk"] == pytest.approx(psutil.disk_usage("/").percent, abs=2)
+    assert 0 <= server["cpu"] <= 100 and 0 < server["memory"] <= 100
+    assert server["network_in"] >= 0 and server["network_out"] >= 0
+    assert body["interval"] == INTERVAL
+    assert Cursor.decode(body["cursor"]).position("fleet/servers/host") is not None
+
+
+async def test_the_host_fleet_streams_its_snapshot_then_its_changes(
+    host_fleet: UvicornServer,
+) -> None:
+    async with httpx.AsyncClient(base_url=host_fleet.url, timeout=30) as http:
+        result = await read_stream(http, "/api/stream?window=1.8", max_seconds=10)
+        one = await read_stream(http, "/api/servers/host/stream?window=0.8", max_seconds=10)
+    events = updates(result)
+    first, rest = events[0], events[1:]
+    assert first["full"] is True
+    [server] = first["data"]
+    assert {k: server[k] for k in this_machine()} == this_machine()
+    assert rest, "the host is sampled every tick"
+    for event in rest:
+        assert event["full"] is False
+        assert {change["id"] for change in event["data"]} <= {"host"}
+        assert all("hostname" not in change for change in event["data"]), "static fields stay"
+    assert [s["id"] for e in updates(one) for s in e["data"]][:1] == ["host"]
+
+
+async def test_the_host_cannot_be_controlled(host_fleet: UvicornServer) -> None:
+    async with httpx.AsyncClient(base_url=host_fleet.url, timeout=30) as http:
+        refused = await control(http, "host", "restart")
+    assert refused.status_code == 409
+    assert "host fleet" in refused.json()["detail"]

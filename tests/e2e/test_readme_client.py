@@ -10,17 +10,19 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import httpx
 import pytest
 
 from serverless_sse.auth import hash_key
-from tests.servers import ROOT, UvicornServer
+from tests.servers import ROOT, MotoServer, UvicornServer
 
 pytestmark = pytest.mark.e2e
 
 README = (ROOT / "README.md").read_text()
 BIN = Path(sys.executable).parent
 LOCAL = "http://127.0.0.1:8000"
+LOCAL_DYNAMODB = "http://127.0.0.1:8001"  # moto's server, as README "Stores" starts it
 
 
 def section(title: str) -> str:
@@ -74,7 +76,7 @@ def test_the_async_example_follows_a_task_until_it_is_closed(server: UvicornServ
     ]
 
 
-def test_the_command_line_examples_run(server: UvicornServer) -> None:
+def test_the_command_line_examples_run(server: UvicornServer, moto_server: MotoServer) -> None:
     [block] = code_blocks("Command line", "sh")
     env = {
         **os.environ,
@@ -90,6 +92,7 @@ def test_the_command_line_examples_run(server: UvicornServer) -> None:
         if line.startswith("serverless-sse tail"):
             # They follow until stopped: give each a moment, and show what it printed.
             line = f"timeout -s INT 2 {line} || [ $? -eq 124 ]"
+        line = line.replace(LOCAL_DYNAMODB, moto_server.endpoint_url)
         script.append(line.replace(LOCAL, server.url))
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", "\n".join(script)],
@@ -105,3 +108,12 @@ def test_the_command_line_examples_run(server: UvicornServer) -> None:
     assert "published 5000 events to rooms/lobby" in result.stderr
     assert hash_key("my-api-key") in out  # hash-key
     assert any(line.count(".") == 2 and line.startswith("eyJ") for line in out)  # token
+    # create-table: the URL of a store on the table it made
+    store_url = f"dynamodb://sse-events?region=us-east-1&endpoint_url={moto_server.endpoint_url}"
+    assert store_url in out
+    dynamodb = boto3.client(
+        "dynamodb", region_name="us-east-1", endpoint_url=moto_server.endpoint_url
+    )
+    table = dynamodb.describe_table(TableName="sse-events")["Table"]
+    assert table["TableStatus"] == "ACTIVE"
+    assert {k["AttributeName"] for k in table["KeySchema"]} == {"channel", "seq"}

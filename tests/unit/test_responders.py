@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
+from types import SimpleNamespace
 
 import pytest
 
 from serverless_sse.personas import ASSISTANT, DEFAULT_PERSONAS, Persona
-from serverless_sse.responders import Prompt, open_responder
+from serverless_sse.responders import Prompt, open_responder, scripted
 from serverless_sse.responders.openai import OpenAIResponder
 from serverless_sse.responders.scripted import ScriptedResponder, split_pieces
 from serverless_sse.settings import Settings
@@ -58,16 +58,23 @@ async def test_the_assistant_answers_questions_at_length() -> None:
     assert len(split_pieces(answer)) > 15
 
 
-async def test_the_first_piece_comes_at_once_and_the_rest_are_paced() -> None:
+async def test_the_first_piece_comes_at_once_and_the_rest_are_paced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    said: list[tuple[str, object]] = []  # what the responder did, in order
+
+    async def sleep(seconds: float) -> None:
+        said.append(("sleep", seconds))
+
+    monkeypatch.setattr(scripted, "asyncio", SimpleNamespace(sleep=sleep))
     responder = ScriptedResponder(piece_seconds=0.05)
-    started = time.monotonic()
-    stream = responder.stream(Prompt(HARU, "hi", "Kim"))
-    await anext(stream)
-    first = time.monotonic() - started
-    await anext(stream)
-    second = time.monotonic() - started
-    await stream.aclose()
-    assert first < 0.05 <= second
+    prompt = Prompt(HARU, "hi", "Kim")
+    async for piece in responder.stream(prompt):
+        said.append(("piece", piece))  # noqa: PERF401 - interleaved with the sleeps
+    first, *rest = split_pieces(responder.answer(prompt))
+    assert rest, "an answer of several pieces"
+    paced = [step for piece in rest for step in (("sleep", 0.05), ("piece", piece))]
+    assert said == [("piece", first), *paced]
 
 
 @pytest.mark.parametrize(

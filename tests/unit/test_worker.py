@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 
 from serverless_sse.errors import QueueUnavailable
+from serverless_sse.jobs import worker_of
 from serverless_sse.queues import Delivery, Job
 from serverless_sse.queues.memory import MemoryQueue
+from serverless_sse.realtime import Assistant
+from serverless_sse.responders import Prompt, Responder
+from serverless_sse.service import Service
+from serverless_sse.settings import Settings
 from serverless_sse.worker import Worker, run_jobs
 
 
@@ -167,3 +173,57 @@ async def test_a_delivered_batch_reports_which_jobs_failed() -> None:
     assert failed == [1, 3]
     assert sorted(recorder.ran) == ["j0", "j2", "j4"]
     assert recorder.most <= 2
+
+
+# -- the service's worker, as configured ------------------------------------------------------
+
+
+class GatedResponder(Responder):
+    """Holds every answer until its gate opens; counts the answers written at once."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.now = 0
+        self.most = 0
+        self.done = 0
+
+    async def stream(self, prompt: Prompt) -> AsyncIterator[str]:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await self.gate.wait()
+            yield f"about {prompt.message}"
+            self.done += 1
+        finally:
+            self.now -= 1
+
+
+@pytest.mark.parametrize(
+    ("variable", "concurrency"), [("AI_WORKER_CONCURRENCY", 3), ("SSE_AI_WORKER_CONCURRENCY", 2)]
+)
+async def test_the_worker_concurrency_setting_reaches_the_service_s_worker(
+    monkeypatch: pytest.MonkeyPatch, variable: str, concurrency: int
+) -> None:
+    monkeypatch.setenv(variable, str(concurrency))  # not the default (4)
+    settings = Settings()
+    service = Service.from_settings(settings)
+    responder = GatedResponder()
+    assistant = Assistant.from_settings(service.store, settings)
+    for n in range(8):
+        await assistant.ask(service.queue, f"c{n}", f"question {n}", f"r{n}")
+    task = asyncio.create_task(worker_of(service, responder).run())
+    try:
+        await eventually(lambda: responder.now == concurrency)  # the others wait their turn
+        responder.gate.set()
+        await eventually(lambda: responder.done == 8)
+        assert responder.most == concurrency
+        for n in range(8):
+            logged = await service.store.read(f"ai/c{n}", 0, limit=10)
+            assert [e.type for e in logged.events] == ["ai_response", "ai_complete"]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await service.aclose()

@@ -17,14 +17,17 @@ from .. import __version__
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ("serve", "tail", "publish", "token")
+COMMANDS = ("serve", "tail", "publish", "token", "create_table")
 """Modules of this package, one per subcommand, in the order ``--help`` lists them."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="serverless-sse",
-        description="Resumable Server-Sent Events: run the service, follow and publish events.",
+        description=(
+            "Resumable Server-Sent Events: run the service, follow and publish events, create "
+            "the DynamoDB table."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)

@@ -68,7 +68,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import boto3
@@ -84,7 +84,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, TransactWriteItemTypeDef
 
-__all__ = ["DynamoDBStore", "create_table"]
+__all__ = ["DynamoDBStore", "create_table", "is_table_name", "table_problems"]
 
 R = TypeVar("R")
 Item = dict[str, "AttributeValueTypeDef"]
@@ -383,14 +383,13 @@ class DynamoDBStore(EventStore):
     ) -> ReadResult:
         if wait <= 0:
             return await self._read_now(channel, after, limit)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
+        deadline = self._monotonic() + wait
         while True:
             # One poll per interval per channel, across calls: a live reader that has all the
             # last poll saw asks again one interval later, not at once (an immediate query
             # would find what the next poll finds, for one more read unit). An append through
             # this store sets the fast pace and marks what the last poll saw as stale.
-            now = loop.time()
+            now = self._monotonic()
             pace = self._paces.get(channel)
             if pace is not None and after >= pace.state.last_seq:
                 if pace.state.closed or (epoch and pace.state.epoch != epoch):
@@ -408,11 +407,16 @@ class DynamoDBStore(EventStore):
             result = await self._read_now(channel, after, limit)
             interval = self._poll_min if pace is None else pace.interval
             interval = self._poll_min if result.events else min(interval * 2, self._poll_max)
-            self._remember(self._paces, channel, _Pace(interval, loop.time(), result.state))
+            self._remember(self._paces, channel, _Pace(interval, self._monotonic(), result.state))
             if result.events or result.state.closed or (epoch and result.state.epoch != epoch):
                 return result
-            if loop.time() >= deadline:
+            if self._monotonic() >= deadline:
                 return result
+
+    @staticmethod
+    def _monotonic() -> float:
+        """The clock of polls and waits: the event loop's (the tests' is virtual)."""
+        return asyncio.get_running_loop().time()
 
     async def _nap(self, channel: str, seconds: float) -> bool:
         """Sleep ``seconds``, or less if this store appends to ``channel`` (then true)."""
@@ -876,6 +880,19 @@ def _client(
     return client
 
 
+def is_table_name(name: str) -> bool:
+    """Whether DynamoDB accepts ``name`` as a table name (3–255 of ``A-Za-z0-9_.-``)."""
+    return _TABLE_NAME.fullmatch(name) is not None
+
+
+# The store's keys: (attribute, key type, attribute type).
+_KEYS: tuple[tuple[str, Literal["HASH", "RANGE"], Literal["S", "N"]], ...] = (
+    ("channel", "HASH", "S"),
+    ("seq", "RANGE", "N"),
+)
+_TTL_ATTRIBUTE = "x"
+
+
 def create_table(
     table: str,
     *,
@@ -886,7 +903,8 @@ def create_table(
     """Create the store's table (on-demand capacity, TTL on ``x``) and wait until it is active.
 
     For local use and tests (moto, DynamoDB Local); deployments create it from
-    ``infra/dynamodb-table.yml``. Returns ``False`` when the table already existed.
+    ``infra/dynamodb-table.yml``. Returns ``False`` when the table already existed (see
+    :func:`table_problems` to check that it fits).
     """
     client = _client(region, endpoint_url, threads=1, timeout=timeout)
     try:
@@ -894,13 +912,9 @@ def create_table(
             client.create_table(
                 TableName=table,
                 AttributeDefinitions=[
-                    {"AttributeName": "channel", "AttributeType": "S"},
-                    {"AttributeName": "seq", "AttributeType": "N"},
+                    {"AttributeName": name, "AttributeType": kind} for name, _, kind in _KEYS
                 ],
-                KeySchema=[
-                    {"AttributeName": "channel", "KeyType": "HASH"},
-                    {"AttributeName": "seq", "KeyType": "RANGE"},
-                ],
+                KeySchema=[{"AttributeName": name, "KeyType": key} for name, key, _ in _KEYS],
                 BillingMode="PAY_PER_REQUEST",
             )
         except ClientError as exc:
@@ -911,8 +925,49 @@ def create_table(
             TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": max(1, int(timeout))}
         )
         client.update_time_to_live(
-            TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "x"}
+            TableName=table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": _TTL_ATTRIBUTE},
         )
         return True
     finally:
         client.close()
+
+
+def table_problems(
+    table: str,
+    *,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+    timeout: float = 60.0,
+) -> list[str]:
+    """What keeps an existing table from being the store's, one sentence each (none: it fits).
+
+    The keys must be ``channel`` (string, partition key) and ``seq`` (number, sort key), and
+    TTL must be on ``x`` (without it expired events are never deleted and storage only grows).
+    """
+    client = _client(region, endpoint_url, threads=1, timeout=timeout)
+    try:
+        description = client.describe_table(TableName=table)["Table"]
+        types = {
+            a["AttributeName"]: a["AttributeType"]
+            for a in description.get("AttributeDefinitions", [])
+        }
+        found = [
+            (k["AttributeName"], k["KeyType"], types.get(k["AttributeName"], "?"))
+            for k in description.get("KeySchema", [])
+        ]
+        problems = []
+        if sorted(found) != sorted(_KEYS):
+            problems.append(f"its keys are {_show_keys(found)}, not {_show_keys(_KEYS)}")
+        ttl = client.describe_time_to_live(TableName=table).get("TimeToLiveDescription", {})
+        if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING") or (
+            ttl.get("AttributeName") != _TTL_ATTRIBUTE
+        ):
+            problems.append(f"TTL is not enabled on the attribute {_TTL_ATTRIBUTE!r}")
+        return problems
+    finally:
+        client.close()
+
+
+def _show_keys(keys: Sequence[tuple[str, str, str]]) -> str:
+    return ", ".join(f"{name} ({kind}, {key})" for name, key, kind in keys)
