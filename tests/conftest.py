@@ -89,7 +89,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         databases = _databases(module)
         if package_conftest != Path(__file__):
             databases |= _databases(package_conftest)
-        for database in databases:
+        # Sorted: every xdist worker must form the same groups, and a set's order changes with
+        # each process's string hashing.
+        for database in sorted(databases):
             if database not in user:
                 user[database] = group[module]
             elif user[database] != group[module]:
