@@ -35,19 +35,82 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from starlette.types import Receive
+
 from .cursor import Cursor, Position
 from .errors import SSEError
 from .events import EventFormat, StoredEvent
 from .frames import event_body, with_id
 from .stores.base import ChannelState, EventStore
 
-__all__ = ["ChannelFeed", "FeedItem", "FeedRegistry", "Follower", "WriteNow"]
+__all__ = ["ChannelFeed", "FeedItem", "FeedRegistry", "Follower", "Wake", "WriteNow"]
 
 WriteNow = Callable[[bytes], Awaitable[None] | None]
 """Write bytes to a stream's client now: ``None`` once written, or an awaitable that finishes
 a write that had to wait for room in the socket."""
 
 log = logging.getLogger(__name__)
+
+
+class Wake:
+    """What a stream sleeps on, set by its feeds (and by whoever ends the stream).
+
+    A stream holds one for its whole life, so it is kept small: a flag, and while the stream
+    sleeps, what it sleeps in (an ``asyncio.Event`` takes about 1.5 KB, with its deque).
+    While it sleeps, a stream may also watch its client (:meth:`sleep_until`'s ``receive``):
+    then one task per stream both sleeps and notices the client leave."""
+
+    __slots__ = ("_flag", "_sleep")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._sleep: asyncio.Future[None] | asyncio.Timeout | None = None
+
+    def set(self) -> None:
+        self._flag = True
+        sleep = self._sleep
+        if isinstance(sleep, asyncio.Future):
+            if not sleep.done():
+                sleep.set_result(None)
+        elif sleep is not None and not sleep.expired():
+            sleep.reschedule(asyncio.get_running_loop().time())  # ends the sleep now
+
+    def clear(self) -> None:
+        self._flag = False
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    async def sleep_until(self, due: float, receive: Receive | None = None) -> bool:
+        """Return once set, or at loop time ``due`` (true); with ``receive`` (the ASGI
+        request's), return false as soon as it says that the client went away."""
+        if self._flag:
+            return True
+        loop = asyncio.get_running_loop()
+        if receive is None:
+            waiter = self._sleep = loop.create_future()
+            timer = loop.call_at(due, _resolve, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._sleep = None
+            return True
+        try:
+            async with asyncio.timeout_at(due) as self._sleep:
+                # A request's body (a GET's is empty) comes first; then only the disconnect.
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                return False
+        except TimeoutError:
+            return True
+        finally:
+            self._sleep = None
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 @dataclass(slots=True)
@@ -84,7 +147,7 @@ class Follower:
 
     __slots__ = ("delivered", "fmt", "last_write", "pending", "position", "wake", "write_now")
 
-    def __init__(self, write_now: WriteNow, fmt: EventFormat, wake: asyncio.Event) -> None:
+    def __init__(self, write_now: WriteNow, fmt: EventFormat, wake: Wake) -> None:
         self.write_now = write_now
         self.fmt: EventFormat = fmt
         self.wake = wake
@@ -120,7 +183,7 @@ class ChannelFeed:
         self.state = ChannelState.empty()
         self.error: SSEError | None = None
         self.ready = asyncio.Event()
-        self.listeners: set[asyncio.Event] = set()
+        self.listeners: set[Wake] = set()
         self._ring: deque[FeedItem] = deque(maxlen=buffer_events)
         self._wait = wait
         self._task: asyncio.Task[None] | None = None
@@ -353,7 +416,7 @@ class FeedRegistry:
     def __len__(self) -> int:
         return len(self._feeds)
 
-    def subscribe(self, channel: str, listener: asyncio.Event) -> ChannelFeed:
+    def subscribe(self, channel: str, listener: Wake) -> ChannelFeed:
         feed = self._feeds.get(channel)
         if feed is None:
             feed = self._feeds[channel] = ChannelFeed(
@@ -364,7 +427,7 @@ class FeedRegistry:
         feed._idle_since = None
         return feed
 
-    def unsubscribe(self, feed: ChannelFeed, listener: asyncio.Event) -> None:
+    def unsubscribe(self, feed: ChannelFeed, listener: Wake) -> None:
         feed.listeners.discard(listener)
         if feed.idle:
             feed._idle_since = asyncio.get_running_loop().time()

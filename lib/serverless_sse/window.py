@@ -32,10 +32,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+from starlette.types import Receive
+
 from .cursor import Cursor, Position
 from .errors import CursorError, SSEError
 from .events import EventFormat, StoredEvent
-from .fanout import ChannelFeed, FeedItem, FeedRegistry, Follower, WriteNow
+from .fanout import ChannelFeed, FeedItem, FeedRegistry, Follower, Wake, WriteNow
 from .frames import HEARTBEAT, control_frame, event_body, opening, with_id
 from .stores.base import ChannelState, EventStore
 
@@ -196,15 +198,17 @@ async def read_after(store: EventStore, channel: str, position: Position, limit:
     return LogRead(events, state, Position(state.epoch, first - 1), gap)
 
 
-async def _sleep_until(wake: asyncio.Event, due: float) -> None:
-    """Wait for ``wake``, or until loop time ``due``."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout_at(due):
-            await wake.wait()
-
-
 class StreamWindow:
     """One response's worth of a stream. Create it from a :class:`StreamPlan`, then ``run`` it."""
+
+    # A window lives as long as its response, and a process holds thousands: no __dict__.
+    __slots__ = (
+        "_budget", "_disconnected", "_done", "_epilogue", "_feeds", "_filtered", "_fmt",
+        "_full", "_heartbeat", "_lag_allowance", "_lagging", "_long_poll", "_page", "_prelude",
+        "_reached_until", "_retry_ms", "_select", "_shared_frames", "_shutting_down", "_single",
+        "_spent", "_states", "_ticker", "_ticker_key", "_timeout_payload", "_until", "_wake",
+        "channels", "delivered", "duration", "ended_by", "positions", "resets", "store",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -247,15 +251,15 @@ class StreamWindow:
         # A single-channel stream can send the feed's shared frames only while its ids hold
         # that channel's position alone.
         self._shared_frames = self._single and not self._ticker_key
-        self._prelude = list(prelude)
+        self._prelude = tuple(prelude)
         self._ticker = ticker
         self._select = select
         self._until = until
         self._filtered = select is not None or until is not None
         self._epilogue = epilogue
-        self._timeout_payload = dict(timeout_payload or {})
+        self._timeout_payload: Mapping[str, Any] = timeout_payload or {}
         self._reached_until = False
-        self._done: set[str] = set()
+        self._done: frozenset[str] = frozenset()  # channels finished (rare: a set when needed)
         # A stream may fall behind by max_lag events beyond the backlog it started with: a
         # reconnect with a large backlog still gets all of it; one that cannot keep up does not
         # hold this instance forever (it resumes later, from its cursor).
@@ -269,7 +273,7 @@ class StreamWindow:
         self._budget: int | None = None
         self._spent = 0
         self._full = False
-        self._wake = asyncio.Event()
+        self._wake = Wake()
         self._disconnected = False
         self._shutting_down = False
         self.delivered = 0
@@ -322,12 +326,15 @@ class StreamWindow:
 
     # -- the loop --------------------------------------------------------------------------
 
-    async def run(self, write: Write, write_now: WriteNow | None = None) -> None:
+    async def run(
+        self, write: Write, write_now: WriteNow | None = None, receive: Receive | None = None
+    ) -> None:
         """Stream to ``write`` until the window ends. With ``write_now`` (a write that
         completes at once when the socket has room), a caught-up single-channel stream lets
         its channel's feed write new events for it while it sleeps (see
-        :class:`~serverless_sse.fanout.Follower`)."""
-        await self._run(write, self._follower(write_now))
+        :class:`~serverless_sse.fanout.Follower`). With ``receive`` (the ASGI request's), the
+        window watches it whenever it sleeps, and ends as soon as the client goes away."""
+        await self._run(write, self._follower(write_now), receive)
         if self._epilogue and not self._disconnected:
             await write(self._epilogue)
 
@@ -340,7 +347,7 @@ class StreamWindow:
             return None
         return Follower(write_now, self._fmt, self._wake)
 
-    async def _run(self, write: Write, follower: Follower | None) -> None:
+    async def _run(self, write: Write, follower: Follower | None, receive: Receive | None) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.duration
         wake = self._wake
@@ -395,12 +402,14 @@ class StreamWindow:
                 feed = feeds[self.channels[0]]
                 if follower is not None and feed.follow(follower, self.positions[feed.channel]):
                     try:
-                        await _sleep_until(wake, due)
+                        present = await wake.sleep_until(due, receive)
                     finally:
                         feed.unfollow(follower)
                     last_write = max(last_write, await self._take_back(follower))
                 else:
-                    await _sleep_until(wake, due)
+                    present = await wake.sleep_until(due, receive)
+                if not present:
+                    self.disconnect()
         except SSEError as exc:
             self.ended_by = "error"
             if not self._disconnected:
@@ -462,7 +471,7 @@ class StreamWindow:
             else:
                 more |= await self._read_store(channel, feed, frames)
             if _consumed(self.positions[channel], self._states[channel]):
-                self._done.add(channel)
+                self._done |= {channel}
         return more
 
     async def _read_store(self, channel: str, feed: ChannelFeed, frames: list[bytes]) -> bool:

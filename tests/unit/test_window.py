@@ -823,7 +823,7 @@ async def test_a_long_poll_on_a_closed_channel_ends_with_its_final_event(
 
 async def followed_by(feeds: FeedRegistry, channel: str) -> fanout.ChannelFeed:
     """The channel's feed, once a stream follows it."""
-    feed = feeds.subscribe(channel, asyncio.Event())
+    feed = feeds.subscribe(channel, fanout.Wake())
     async with asyncio.timeout(5):
         while not feed._followers:  # noqa: ASYNC110 - nothing signals a new follower
             await asyncio.sleep(0.01)
