@@ -6,7 +6,7 @@
 # is not started here: there is no init system to start it in a container, and none is needed).
 set -euo pipefail
 cd "$(dirname "$0")"
-if [ -x /usr/sbin/nginx ] && [ -f /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
+if [ -x "${NGINX:-/usr/sbin/nginx}" ] && [ -f "${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}" ]; then
   exit 0
 fi
 ./apt-install.sh "nginx with Nchan (the benchmark's reference)" nginx-light libnginx-mod-nchan
