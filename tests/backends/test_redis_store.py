@@ -7,6 +7,7 @@ connections or flush scripts run a Redis of their own.
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -222,7 +223,7 @@ async def test_a_group_is_cut_at_its_size_limit_but_a_large_publish_still_goes_w
     assert counting.calls >= 2
 
 
-async def test_a_failed_call_fails_every_publish_it_carried_and_stores_none(
+async def test_a_failed_call_fails_every_publish_it_carried(
     own_redis: RedisServer, channel: str
 ) -> None:
     store = CountingStore.from_url(own_redis.url())
@@ -259,3 +260,83 @@ async def test_a_publish_given_up_before_its_call_is_never_written(
         await given_up
     await asyncio.sleep(0.05)
     assert (await shared.state(channel)).last_seq == 1
+
+
+async def test_a_writer_cut_off_before_it_ran_fails_its_publishes_instead_of_leaving_them(
+    shared: RedisStore, channel: str
+) -> None:
+    publish = asyncio.create_task(shared.append(channel, [ev(1)]))
+    await asyncio.sleep(0)  # queued; its writer is created but has not run
+    (writer,) = shared._writers
+    writer.cancel()
+    with pytest.raises(StoreUnavailable):
+        await asyncio.wait_for(publish, 2)
+    assert (await shared.append(channel, [ev(2)]))[0].seq == 1, "the next write has a writer"
+
+
+async def test_closing_the_store_finishes_writes_in_flight_and_refuses_new_ones(
+    channel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RedisStore.from_url(SHARED)
+    release = asyncio.Event()
+    real_eval = store._eval
+
+    async def held_eval(script: Any, keys: Any, args: Any) -> Any:
+        await release.wait()
+        return await real_eval(script, keys, args)
+
+    monkeypatch.setattr(store, "_eval", held_eval)
+    in_flight = asyncio.create_task(store.append(channel, [ev(1)]))
+    await asyncio.sleep(0.05)
+    queued = asyncio.create_task(store.append(channel, [ev(2)]))
+    await asyncio.sleep(0)
+    closing = asyncio.create_task(store.aclose())
+    await asyncio.sleep(0)
+    with pytest.raises(StoreUnavailable):
+        await store.append(channel, [ev(3)])
+    release.set()
+    await asyncio.wait_for(closing, 5)
+    assert [(await in_flight)[0].seq, (await queued)[0].seq] == [1, 2]
+    check = RedisStore.from_url(SHARED)
+    assert (await check.state(channel)).last_seq == 2
+    await check.aclose()
+
+
+async def test_a_publish_abandoned_after_its_call_began_leaves_no_unread_error(
+    shared: RedisStore, channel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = asyncio.Event()
+
+    async def failing_eval(script: Any, keys: Any, args: Any) -> Any:
+        await release.wait()
+        raise StoreUnavailable("redis: connection lost")
+
+    monkeypatch.setattr(shared, "_eval", failing_eval)
+    errors: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    try:
+        publish = asyncio.create_task(shared.append(channel, [ev(1)]))
+        await asyncio.sleep(0.05)  # taken by the writer
+        publish.cancel()
+        release.set()
+        await asyncio.sleep(0.05)
+        del publish
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+    assert errors == []
+
+
+async def test_publishes_and_a_close_grouped_on_a_closed_channel_are_all_refused(
+    counting: CountingStore, channel: str
+) -> None:
+    await counting.close(channel, NewEvent("complete", "{}"))
+    results = await asyncio.gather(
+        counting.append(channel, [ev(1)]),
+        counting.close(channel, NewEvent("complete", "{}")),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, ChannelClosed) for r in results)
+    assert (await counting.state(channel)).last_seq == 1

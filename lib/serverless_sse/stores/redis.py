@@ -53,6 +53,7 @@ import hashlib
 import math
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import Context
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
@@ -119,22 +120,40 @@ def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
-# The most a grouped append call carries (type, data and key bytes; a single publish always
-# goes out, however large): the script holds Redis for the whole call.
+# The most a grouped append call carries (a single publish always goes out whole, however
+# large): the script holds Redis for the whole call. Sizes count characters, plus some bytes
+# an event costs whatever its size.
 _GROUP_BYTES = 1 << 20
+_GROUP_EVENTS = 1000
+_EVENT_OVERHEAD = 64
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Pending:
     """A publish (or a close) waiting for its channel's writer."""
 
     events: Sequence[NewEvent]
     closing: bool
     done: asyncio.Future[list[Appended]]
+    size: int = 0
 
-    @property
-    def size(self) -> int:
-        return sum(len(e.type) + len(e.data) + len(e.idempotency_key or "") for e in self.events)
+    def __post_init__(self) -> None:
+        self.size = sum(
+            len(e.type) + len(e.data) + len(e.idempotency_key or "") + _EVENT_OVERHEAD
+            for e in self.events
+        )
+
+
+def _fail(writes: Sequence[_Pending], error: BaseException) -> None:
+    for pending in writes:
+        if not pending.done.done():
+            pending.done.set_exception(error)
+
+
+def _retrieve(done: asyncio.Future[list[Appended]]) -> None:
+    """Take a write's outcome that nobody waits for any more (else asyncio logs it)."""
+    if not done.cancelled():
+        done.exception()
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +207,7 @@ class RedisStore(EventStore):
         # Appends waiting for their channel's writer, and the writers (see _drain).
         self._queues: dict[str, list[_Pending]] = {}
         self._writers: set[asyncio.Task[None]] = set()
+        self._closing = False
         # The last state read of each channel (bounded), and its log's id base: where a
         # waiting read starts its XREAD.
         self._seen: OrderedDict[str, _Snapshot] = OrderedDict()
@@ -292,13 +312,19 @@ class RedisStore(EventStore):
         self, channel: str, events: Sequence[NewEvent], *, closing: bool
     ) -> list[Appended]:
         """Hand a write to the channel's writer (started if there is none) and wait for it."""
+        if self._closing:
+            raise StoreUnavailable("redis: the store is closing")
         pending = _Pending(events, closing, asyncio.get_running_loop().create_future())
         queue = self._queues.get(channel)
         if queue is None:
             queue = self._queues[channel] = []
-            writer = asyncio.create_task(self._drain(channel, queue), name=f"redis:{channel}")
+            # A context of its own: the writer serves every request of the channel, not the
+            # one that happened to start it.
+            writer = asyncio.create_task(
+                self._drain(channel, queue), name=f"redis:{channel}", context=Context()
+            )
             self._writers.add(writer)
-            writer.add_done_callback(self._writers.discard)
+            writer.add_done_callback(lambda task: self._ended(task, channel, queue))
         queue.append(pending)
         try:
             # Shielded: once the writer took a write, its outcome is the writer's to tell; a
@@ -307,42 +333,46 @@ class RedisStore(EventStore):
         except asyncio.CancelledError:
             if pending in queue:
                 queue.remove(pending)  # not taken yet: it is never written
+            else:
+                pending.done.add_done_callback(_retrieve)
             raise
 
     async def _drain(self, channel: str, queue: list[_Pending]) -> None:
         """Write a channel's queued writes, each call taking all that queued meanwhile (up to
-        _GROUP_BYTES, and never past a close), until none is left."""
-        group: list[_Pending] = []
-        try:
-            while queue:
-                size, taken = 0, 0
-                for pending in queue:
-                    size += pending.size
-                    if taken and size > _GROUP_BYTES:
-                        break
-                    taken += 1
-                    if pending.closing:
-                        break
-                group, queue[:taken] = queue[:taken], []
-                try:
-                    results = await self._write(channel, group)
-                except Exception as exc:
-                    for pending in group:
-                        if not pending.done.done():
-                            pending.done.set_exception(exc)
-                else:
-                    for pending, result in zip(group, results, strict=True):
-                        if not pending.done.done():
-                            pending.done.set_result(result)
-                group = []
-        except asyncio.CancelledError:
-            for pending in [*group, *queue]:
-                if not pending.done.done():
-                    pending.done.set_exception(StoreUnavailable("redis: the store closed"))
-            raise
-        finally:
-            if self._queues.get(channel) is queue:
-                del self._queues[channel]
+        _GROUP_BYTES and _GROUP_EVENTS, and never past a close), until none is left."""
+        while queue:
+            size, events, taken = 0, 0, 0
+            for pending in queue:
+                size += pending.size
+                events += len(pending.events)
+                if taken and (size > _GROUP_BYTES or events > _GROUP_EVENTS):
+                    break
+                taken += 1
+                if pending.closing:
+                    break
+            group, queue[:taken] = queue[:taken], []
+            try:
+                results = await self._write(channel, group)
+            except asyncio.CancelledError:
+                _fail(group, StoreUnavailable("redis: the store closed"))
+                raise
+            except Exception as exc:
+                _fail(group, exc)
+            else:
+                for pending, result in zip(group, results, strict=True):
+                    if not pending.done.done():
+                        pending.done.set_result(result)
+        # Empty, in the same step as the check: a later write starts a writer of its own.
+        del self._queues[channel]
+
+    def _ended(self, writer: asyncio.Task[None], channel: str, queue: list[_Pending]) -> None:
+        """A writer stopped. If it was cut off (cancelled, even before it ever ran), fail what
+        it left, so that no caller waits for a writer that is gone."""
+        self._writers.discard(writer)
+        if self._queues.get(channel) is queue:
+            del self._queues[channel]
+            _fail(queue, StoreUnavailable("redis: the store closed"))
+            queue.clear()
 
     async def _write(self, channel: str, group: Sequence[_Pending]) -> list[list[Appended]]:
         """One script call for ``group``'s events, in order; each write's results."""
@@ -513,8 +543,10 @@ class RedisStore(EventStore):
         await self._run(lambda: self._client.ping())
 
     async def aclose(self) -> None:
-        for writer in list(self._writers):
-            writer.cancel()
+        # Writes already handed over are finished (each call is bounded by the command
+        # timeout), not cut off: a write cut off after it reached Redis would be reported as
+        # failed. New ones are refused.
+        self._closing = True
         await asyncio.gather(*self._writers, return_exceptions=True)
         await self._client.aclose()
         await self._blocking.aclose()
