@@ -32,7 +32,8 @@ def run_eagerly(awaitable: Awaitable[None]) -> asyncio.Future[None] | None:
 
 
 async def _finish(coro: Coroutine[Any, Any, None], blocked_on: Any) -> None:
-    """Go on stepping ``coro`` as a task would: wait for what it yielded, then resume it."""
+    """Go on stepping ``coro`` as a task would: wait for what it yielded, then resume it; a
+    cancellation goes to what it waits for and into the coroutine, as a task's would."""
     while True:
         try:
             if blocked_on is None:  # a bare yield (asyncio.sleep(0)): give the loop a turn
@@ -42,9 +43,14 @@ async def _finish(coro: Coroutine[Any, Any, None], blocked_on: Any) -> None:
                 # instead, and the coroutine takes the result (or exception) when resumed.
                 blocked_on._asyncio_future_blocking = False
                 await asyncio.wait((blocked_on,))
-        except asyncio.CancelledError:
-            coro.close()
-            raise
+        except asyncio.CancelledError as cancelled:
+            if blocked_on is not None:
+                blocked_on.cancel()
+            try:
+                blocked_on = coro.throw(cancelled)  # it may clean up, or even go on
+            except StopIteration:
+                return
+            continue
         try:
             blocked_on = coro.send(None)
         except StopIteration:

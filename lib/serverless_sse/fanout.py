@@ -19,8 +19,8 @@ to its own task (woken) as soon as the feed cannot simply write for it: the clie
 full, the feed failed or found a new log, its ring no longer holds what the follower needs, or
 the channel was closed.
 
-Deliveries happen in rounds. A round may take at most half of the process's time: the next one
-starts no sooner after this one than this one lasted. Under light load that adds nothing (a
+Deliveries happen in rounds. A channel's rounds take at most half of the process's time: the
+next one starts no sooner after this one than this one lasted. Under light load that adds nothing (a
 round of a few streams takes microseconds); under heavy load the events that arrive meanwhile
 go out together, one write per stream per round instead of one per event, and publishes and new
 connections keep getting their share of the event loop.
@@ -33,6 +33,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextvars import Context
 from dataclasses import dataclass, field
 
 from starlette.types import Receive
@@ -43,7 +44,7 @@ from .events import EventFormat, StoredEvent
 from .frames import event_body, with_id
 from .stores.base import ChannelState, EventStore
 
-__all__ = ["ChannelFeed", "FeedItem", "FeedRegistry", "Follower", "Wake", "WriteNow"]
+__all__ = ["ChannelFeed", "FeedItem", "FeedRegistry", "Follower", "Wake", "WriteNow", "client_gone"]
 
 WriteNow = Callable[[bytes], Awaitable[None] | None]
 """Write bytes to a stream's client now: ``None`` once written, or an awaitable that finishes
@@ -78,9 +79,6 @@ class Wake:
     def clear(self) -> None:
         self._flag = False
 
-    def is_set(self) -> bool:
-        return self._flag
-
     async def sleep_until(self, due: float, receive: Receive | None = None) -> bool:
         """Return once set, or at loop time ``due`` (true); with ``receive`` (the ASGI
         request's), return false as soon as it says that the client went away."""
@@ -111,6 +109,19 @@ class Wake:
 def _resolve(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+async def client_gone(receive: Receive) -> bool:
+    """Whether the client went away, asked without waiting: a server's ``receive`` answers
+    the disconnect at once when it knows of it, and is cut off after one turn of the loop
+    otherwise (``receive`` must bear being cancelled, as uvicorn's and Mangum's do)."""
+    try:
+        async with asyncio.timeout(0):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            return True
+    except TimeoutError:
+        return False
 
 
 @dataclass(slots=True)
@@ -205,11 +216,7 @@ class ChannelFeed:
         """Write this channel's next events to ``follower``, a stream at ``position``, until
         its wake is set; false (nothing changes) unless the stream has every event this
         feed has read, in the feed's log, and the feed is healthy."""
-        if not self.ready.is_set() or self.error is not None:
-            return False
-        if position.seq != self.last_seq:
-            return False
-        if position.epoch != self.epoch and not (position.epoch == "" and position.seq == 0):
+        if position.seq != self.last_seq or not self._reads(position):
             return False
         follower.position = position
         follower.pending = None
@@ -247,7 +254,11 @@ class ChannelFeed:
         loop = asyncio.get_running_loop()
         started = loop.time()
         if self._followers:
-            self._push(started)
+            try:
+                self._push(started)
+            except Exception:  # a bug, not a client: their own tasks take over, from the store
+                log.exception("writing %s to its followers failed", self.channel)
+                self._release_all()
         self._pushed = max(self._pushed, self.last_seq)
         self._notify()
         if self.state.closed and self.last_seq >= (self.state.closed_seq or 0):
@@ -291,9 +302,7 @@ class ChannelFeed:
         longer holds the next event (the stream must read the store itself). ``[]`` means the
         position is at (or past) what this feed has read.
         """
-        if not self.ready.is_set() or self.error is not None:
-            return None
-        if position.epoch != self.epoch and not (position.epoch == "" and position.seq == 0):
+        if not self._reads(position):
             return None
         if position.seq >= self.last_seq:
             return []
@@ -307,9 +316,19 @@ class ChannelFeed:
         for listener in self.listeners:
             listener.set()
 
+    def _reads(self, position: Position) -> bool:
+        """Whether this feed reads, healthily, the log that ``position`` is in."""
+        if self._task is None or not self.ready.is_set() or self.error is not None:
+            return False
+        return position.epoch == self.epoch or (position.epoch == "" and position.seq == 0)
+
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"feed:{self.channel}")
+            # A context of its own: the feed serves every stream of the channel, not the
+            # request that happened to start it.
+            self._task = asyncio.create_task(
+                self._run(), name=f"feed:{self.channel}", context=Context()
+            )
 
     async def stop(self) -> None:
         if self._round is not None:
@@ -439,14 +458,16 @@ class FeedRegistry:
         while True:
             await asyncio.sleep(self._linger / 2)
             now = loop.time()
-            idle = [
-                f
-                for f in self._feeds.values()
-                if f.idle and f._idle_since is not None and now - f._idle_since >= self._linger
-            ]
-            for feed in idle:
-                del self._feeds[feed.channel]
-                await feed.stop()
+            for feed in list(self._feeds.values()):
+                # Checked again for each feed, in the step that removes it: a stream may have
+                # subscribed while an earlier feed was being stopped.
+                if (
+                    feed.idle
+                    and feed._idle_since is not None
+                    and now - feed._idle_since >= (self._linger)
+                ):
+                    del self._feeds[feed.channel]
+                    await feed.stop()
             if not any(f.idle for f in self._feeds.values()):
                 return
 

@@ -37,7 +37,7 @@ from starlette.types import Receive
 from .cursor import Cursor, Position
 from .errors import CursorError, SSEError
 from .events import EventFormat, StoredEvent
-from .fanout import ChannelFeed, FeedItem, FeedRegistry, Follower, Wake, WriteNow
+from .fanout import ChannelFeed, FeedItem, FeedRegistry, Follower, Wake, WriteNow, client_gone
 from .frames import HEARTBEAT, control_frame, event_body, opening, with_id
 from .stores.base import ChannelState, EventStore
 
@@ -198,6 +198,10 @@ async def read_after(store: EventStore, channel: str, position: Position, limit:
     return LogRead(events, state, Position(state.epoch, first - 1), gap)
 
 
+_ASK_CLIENT = 1.0
+"""Seconds a busy stream goes without asking whether its client is still there."""
+
+
 class StreamWindow:
     """One response's worth of a stream. Create it from a :class:`StreamPlan`, then ``run`` it."""
 
@@ -257,7 +261,7 @@ class StreamWindow:
         self._until = until
         self._filtered = select is not None or until is not None
         self._epilogue = epilogue
-        self._timeout_payload: Mapping[str, Any] = timeout_payload or {}
+        self._timeout_payload: Mapping[str, Any] = dict(timeout_payload) if timeout_payload else {}
         self._reached_until = False
         self._done: frozenset[str] = frozenset()  # channels finished (rare: a set when needed)
         # A stream may fall behind by max_lag events beyond the backlog it started with: a
@@ -359,9 +363,16 @@ class StreamWindow:
         ticker = self._ticker
         next_tick = loop.time() + ticker.interval if ticker is not None else math.inf
         feeds = {c: self._feeds.subscribe(c, wake) for c in self.channels}
+        asked = loop.time()
         try:
             while True:
                 wake.clear()
+                if receive is not None and loop.time() - asked >= _ASK_CLIENT:
+                    # A stream that has not slept for a while (catching up, or woken again and
+                    # again) asks whether its client is still there: sleeping, it would know.
+                    asked = loop.time()
+                    if await client_gone(receive):
+                        self.disconnect()
                 if self._disconnected:
                     self.ended_by = "disconnect"
                     return
@@ -403,11 +414,16 @@ class StreamWindow:
                 if follower is not None and feed.follow(follower, self.positions[feed.channel]):
                     try:
                         present = await wake.sleep_until(due, receive)
-                    finally:
+                    except BaseException:
                         feed.unfollow(follower)
+                        if follower.pending is not None:  # nobody will take it back now
+                            asyncio.ensure_future(follower.pending).cancel()
+                        raise
+                    feed.unfollow(follower)
                     last_write = max(last_write, await self._take_back(follower))
                 else:
                     present = await wake.sleep_until(due, receive)
+                asked = loop.time()
                 if not present:
                     self.disconnect()
         except SSEError as exc:

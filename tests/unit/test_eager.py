@@ -61,14 +61,18 @@ async def test_an_error_after_a_wait_reaches_the_coroutine_and_then_the_future()
     assert len(seen) == 1
 
 
-async def test_cancelling_the_future_closes_the_coroutine() -> None:
-    cleaned: list[bool] = []
+async def test_cancelling_the_future_cancels_the_coroutine_as_a_task_would() -> None:
+    waited = asyncio.get_running_loop().create_future()
+    seen: list[str] = []
 
     async def write() -> None:
         try:
-            await asyncio.get_running_loop().create_future()
-        finally:
-            cleaned.append(True)
+            await waited
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            await asyncio.sleep(0)  # cleanup may itself await
+            seen.append("cleaned up")
+            raise
 
     pending = run_eagerly(write())
     assert pending is not None
@@ -76,7 +80,8 @@ async def test_cancelling_the_future_closes_the_coroutine() -> None:
     pending.cancel()
     with pytest.raises(asyncio.CancelledError):
         await pending
-    assert cleaned == [True]
+    assert seen == ["cancelled", "cleaned up"]
+    assert waited.cancelled(), "what it waited for is cancelled too"
 
 
 async def test_a_coroutine_that_yields_to_the_loop_goes_on_after_its_turn() -> None:

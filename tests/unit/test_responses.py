@@ -156,3 +156,34 @@ async def test_a_client_that_leaves_while_its_feed_writes_for_it_ends_the_stream
     assert window.ended_by == "disconnect"
     assert not feed._followers
     await feeds.aclose()
+
+
+async def test_a_stream_that_never_sleeps_still_notices_its_client_leaving() -> None:
+    """Catching up a long backlog page by page, a stream never sleeps (where it would see the
+    client leave): it asks now and then instead."""
+    store = MemoryStore(retention_events=100_000)
+    for start in range(0, 20_000, 1000):
+        await store.append("c", [NewEvent("m", str(n)) for n in range(start, start + 1000)])
+    feeds = FeedRegistry(store, linger=0.1)
+    plan = await plan_stream(store, ["c"], cursor=None, from_start=True)
+    window = StreamWindow(
+        store=store, feeds=feeds, plan=plan, fmt="named", duration=60, heartbeat=30,
+        retry_ms=10, page=10,
+    )  # fmt: skip
+    calls = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.disconnect"}  # gone from the start
+
+    async def send(message: dict[str, Any]) -> None:
+        await asyncio.sleep(0.001)  # a real socket takes its time
+
+    async with asyncio.timeout(10):
+        await EventStreamResponse(window)({"type": "http"}, receive, send)
+    assert window.ended_by == "disconnect"
+    assert window.delivered < 20_000, "it stopped before the end of the backlog"
+    await feeds.aclose()

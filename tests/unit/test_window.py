@@ -884,17 +884,100 @@ async def test_a_follower_whose_client_stops_reading_misses_nothing_and_is_follo
     assert client.eager_writes == written + 1, "caught up again, it is followed again"
 
 
+@pytest.mark.usefixtures("followed")
 async def test_events_that_overrun_the_feed_s_ring_reach_followers_from_the_store() -> None:
     h = Harness()
     h.feeds = FeedRegistry(h.store, buffer_events=4, wait=0.5, linger=0.2)
     try:
         client = await h.open(["c"], duration=30)
-        await client.until(lambda: client.comments)
-        await h.publish("c", *range(1, 11))  # one read of 10 events: the ring keeps 4
-        await client.until(lambda: len(client.messages) == 10)
-        assert client.messages == list(range(1, 11))
+        await h.publish("c", 1)
+        await client.until(lambda: client.messages == [1])
+        await followed_by(h.feeds, "c")
+        await h.publish("c", *range(2, 12))  # one read of 10 events: the ring keeps 4
+        await client.until(lambda: len(client.messages) == 11)
+        assert client.messages == list(range(1, 12))
+        assert not any(e.type == "reset" for e in client.events)
     finally:
         await h.aclose()
+
+
+async def followed_stream(harness: Harness, **options: Any) -> Client:
+    """A stream that got event 1 and is now followed by its feed."""
+    client = await harness.open(["c"], duration=30, **options)
+    await harness.publish("c", 1)
+    await client.until(lambda: client.messages == [1])
+    await followed_by(harness.feeds, "c")
+    return client
+
+
+@pytest.mark.usefixtures("followed")
+async def test_a_followed_stream_ends_after_the_final_event_when_its_channel_closes(
+    harness: Harness,
+) -> None:
+    client = await followed_stream(harness)
+    await harness.publish("c", 2)
+    await harness.store.close("c", NewEvent("complete", '{"ok":true}'))
+    await client.finished()
+    assert [e.type for e in client.events] == ["message", "message", "complete"]
+    assert client.window.ended_by == "complete"
+
+
+@pytest.mark.usefixtures("followed")
+async def test_a_followed_stream_is_told_when_its_log_is_lost(harness: Harness) -> None:
+    client = await followed_stream(harness)
+    harness.store.forget_log("c")
+    await harness.publish("c", 10, 11)
+    await client.until(lambda: client.messages == [1, 10, 11])
+    reset = next(e for e in client.events if e.type == "reset")
+    assert json.loads(reset.data)["reason"] == "epoch_changed"
+
+
+@pytest.mark.usefixtures("followed")
+async def test_a_followed_stream_gets_error_when_the_store_fails() -> None:
+    h = Harness()
+    h.store = FlakyStore()
+    h.feeds = FeedRegistry(h.store, wait=0.1, linger=0.2)
+    try:
+        client = await followed_stream(h)
+        h.store.failing = True
+        await client.finished()
+        assert client.events[-1].type == "error"
+        assert client.window.ended_by == "error"
+    finally:
+        await h.aclose()
+
+
+@pytest.mark.usefixtures("followed")
+async def test_a_stream_whose_feed_stops_reads_the_store_itself(harness: Harness) -> None:
+    client = await followed_stream(harness, heartbeat=0.2)
+    feed = await followed_by(harness.feeds, "c")
+    await feed.stop()
+    await harness.publish("c", 2)
+    await client.until(lambda: client.messages == [1, 2])
+
+
+@pytest.mark.usefixtures("followed")
+async def test_a_stream_that_joins_between_rounds_gets_only_what_it_lacks(
+    harness: Harness,
+) -> None:
+    early = await followed_stream(harness)
+    feed = await followed_by(harness.feeds, "c")
+    (follower,) = feed._followers
+
+    def slow_write_now(chunk: bytes) -> Awaitable[None] | None:
+        time.sleep(0.3)  # this round keeps the loop busy: the next one waits as long
+        return Client.write_now(early, chunk)
+
+    follower.write_now = slow_write_now
+    await harness.publish("c", 2)  # a slow round, then event 3 waits for the next one
+    await early.until(lambda: early.messages == [1, 2])
+    await harness.publish("c", 3)
+    late = await harness.open(["c"], cursor=early.events[-1].last_event_id, duration=30)
+    await late.until(lambda: late.messages == [3])  # from the ring, by its own task
+    await harness.publish("c", 4)
+    await early.until(lambda: early.messages == [1, 2, 3, 4])
+    await late.until(lambda: late.messages == [3, 4])
+    assert late.messages == [3, 4] and early.messages == [1, 2, 3, 4]
 
 
 @pytest.mark.usefixtures("followed")
@@ -915,5 +998,7 @@ async def test_the_next_round_waits_as_long_as_the_last_one_took(harness: Harnes
     follower.write_now = slow_write_now
     await harness.publish("c", 1)
     await client.until(lambda: client.messages == [1])
-    ((started, ended),) = took
-    assert feed._next_round >= ended + (ended - started) >= ended + 0.1
+    await harness.publish("c", 2)
+    await client.until(lambda: client.messages == [1, 2])
+    (started, ended), (second, _) = took
+    assert second >= ended + (ended - started) >= ended + 0.1
