@@ -47,6 +47,7 @@ class Service:
         self.metrics = Metrics()
         self.store: EventStore = InstrumentedStore(store, self.metrics)
         self.feeds = FeedRegistry(self.store, buffer_events=settings.feed_buffer_events)
+        self.metrics.feeds.set_function(lambda: len(self.feeds))
         self.queue: JobQueue = queue or MemoryQueue(visibility=settings.queue_visibility_seconds)
         self.windows: set[StreamWindow] = set()
         self.auth = Authenticator(
