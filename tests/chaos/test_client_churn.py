@@ -45,7 +45,7 @@ from tests.servers import RedisServer
 
 pytestmark = pytest.mark.chaos
 
-SECONDS = setting("CHURN_SECONDS", 20, 120)
+SECONDS = setting("CHURN_SECONDS", 15, 120)
 READERS = int(setting("CHURN_READERS", 40, 100))
 CHANNELS = 4
 CUTS = ("mid_event", "mid_heartbeat", "random_byte", "whole_window")

@@ -47,7 +47,7 @@ from tests.servers import MotoServer
 
 pytestmark = pytest.mark.chaos
 
-SECONDS = setting("DYNAMODB_SECONDS", 15, 90)
+SECONDS = setting("DYNAMODB_SECONDS", 12, 90)
 REGION = "us-east-1"
 CHANNELS = ("ddb/a", "ddb/b")
 READERS_PER_CHANNEL = 3

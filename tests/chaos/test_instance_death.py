@@ -41,7 +41,7 @@ from tests.servers import RedisServer
 
 pytestmark = pytest.mark.chaos
 
-SECONDS = setting("KILL_SECONDS", 30, 180)
+SECONDS = setting("KILL_SECONDS", 24, 180)
 KILL_EVERY = setting("KILL_EVERY", 3, 3)
 SUBSCRIBERS = int(setting("SUBSCRIBERS", 200, 200))
 CHANNELS = 10
