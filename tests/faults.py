@@ -77,17 +77,24 @@ class ScriptedFaults:
 
 class RandomFaults:
     """Each request fails with the given probability per fault (seeded, so a run can be
-    repeated), for operations in ``rates``; only faults that make sense for the operation
-    are drawn (``transaction_throttle`` for transactions only)."""
+    repeated), for operations in ``rates``. ``first`` is a script played before the draws
+    (see :class:`ScriptedFaults`), so that every fault of it happens whatever the draws."""
 
-    def __init__(self, rates: Mapping[str, Mapping[str, float]], *, seed: int) -> None:
+    def __init__(
+        self,
+        rates: Mapping[str, Mapping[str, float]],
+        *,
+        seed: int,
+        first: Mapping[str, Iterable[str | None]] | None = None,
+    ) -> None:
         self._rates = rates
         self._random = random.Random(seed)
-        self.enabled = True
+        self._first = {op: list(faults) for op, faults in (first or {}).items()}
 
     def __call__(self, operation: str) -> str | None:
-        if not self.enabled:
-            return None
+        script = self._first.get(operation)
+        if script:
+            return script.pop(0)
         draw = self._random.random()
         for fault, rate in self._rates.get(operation, {}).items():
             if draw < rate:

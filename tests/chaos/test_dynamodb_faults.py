@@ -65,10 +65,26 @@ RATES = {
     "BatchGetItem": {"error": 0.05},
 }
 
+# Every kind of fault once on each write path first (a forwarded request between two faults, so
+# that one publish meets them one at a time), then the random ones above.
+FIRST = {
+    "PutItem": ["lost_answer", None, "drop", None, "throttle", None, "error"],
+    "TransactWriteItems": [
+        "lost_answer",
+        None,
+        "transaction_throttle",
+        None,
+        "drop",
+        None,
+        "error",
+    ],
+}
+
 
 @pytest.fixture
 async def faults(moto_server: MotoServer) -> AsyncIterator[DynamoDBFaults]:
-    async with DynamoDBFaults(moto_server.endpoint_url, RandomFaults(RATES, seed=3)) as proxy:
+    plan = RandomFaults(RATES, seed=3, first=FIRST)
+    async with DynamoDBFaults(moto_server.endpoint_url, plan) as proxy:
         yield proxy
 
 
