@@ -142,3 +142,14 @@ async def test_server_errors_on_reads_are_retried(
     faults.plan = ScriptedFaults({"Query": ["error", "throttle"]})
     assert await stored(store, "c") == [(1, "1"), (2, "2")]
     assert faults.retried["Query"] == 2
+
+
+async def test_a_landed_transaction_then_throttled_on_its_retry_is_not_stored_twice(
+    store: DynamoDBStore, direct: DynamoDBStore, faults: DynamoDBFaults
+) -> None:
+    """The first attempt lands but its answer is lost; botocore's retry is throttled; the
+    store's own retry must be the same write (same token), which then finds itself."""
+    faults.plan = ScriptedFaults({"TransactWriteItems": ["lost_answer", "transaction_throttle"]})
+    batch = await store.append("c", [ev(1), ev(2)])
+    assert [a.seq for a in batch] == [1, 2]
+    assert await stored(direct, "c") == [(1, "1"), (2, "2")]

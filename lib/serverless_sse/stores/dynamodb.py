@@ -542,7 +542,6 @@ class DynamoDBStore(EventStore):
         another process got there first; its results, and the head after it."""
         events = pending.events
         keys = list(dict.fromkeys(e.idempotency_key for e in events if e.idempotency_key))
-        throttled = 0
         for attempt in range(_MAX_ATTEMPTS):
             now = self._clock()
             horizon = now - self._retention
@@ -574,7 +573,9 @@ class DynamoDBStore(EventStore):
             written = _Head(last, epoch, created, pending.closing)
             token = secrets.token_urlsafe(9)
             try:
-                await self._put(channel, epoch, fresh, created, token, closing=pending.closing)
+                await self._put_patiently(
+                    channel, epoch, fresh, created, token, closing=pending.closing
+                )
                 return results, written
             except _Conflict as conflict:
                 # It may be this very write, landed on an attempt whose answer was lost and that
@@ -585,18 +586,35 @@ class DynamoDBStore(EventStore):
                     found = await self._item(channel, fresh[0][0])
                 if (found or {}).get("w", {}).get("S") == token:
                     return results, written
-            except _Throttled:
-                throttled += 1
-                if throttled >= _THROTTLED_ATTEMPTS:
-                    raise
-                ceiling = min(2.0 ** (throttled - 1), _THROTTLED_BACKOFF_MAX)
-                await asyncio.sleep(random.uniform(0, ceiling))
-                known_head = head  # nothing was written: the head read still holds
-                continue
             # Another process appended first: read the new head and try again, a little
             # later each time, so that contending processes spread out.
             await asyncio.sleep(random.uniform(0, 0.002 * min(attempt + 1, 25)))
         raise StoreUnavailable(f"channel {channel!r} is too contended to append to")
+
+    async def _put_patiently(
+        self,
+        channel: str,
+        epoch: str,
+        fresh: list[tuple[int, NewEvent]],
+        created: float,
+        token: str,
+        *,
+        closing: bool,
+    ) -> None:
+        """:meth:`_put`, sent again after a backoff while DynamoDB cancels it for throttling.
+
+        Again the very same write (items, token): an earlier attempt of it may have landed with
+        its answer lost (botocore's retry was then the one throttled), and only the same token
+        lets the next attempt recognise its own items (a new one would append them twice)."""
+        for throttled in range(1, _THROTTLED_ATTEMPTS + 1):
+            try:
+                await self._put(channel, epoch, fresh, created, token, closing=closing)
+                return
+            except _Throttled:
+                if throttled == _THROTTLED_ATTEMPTS:
+                    raise
+                ceiling = min(2.0 ** (throttled - 1), _THROTTLED_BACKOFF_MAX)
+                await asyncio.sleep(random.uniform(0, ceiling))
 
     async def _item(self, channel: str, seq: int) -> Mapping[str, Mapping[str, Any]] | None:
         answer = await self._call(
