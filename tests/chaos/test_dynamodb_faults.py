@@ -83,7 +83,7 @@ FIRST = {
 
 @pytest.fixture
 async def faults(moto_server: MotoServer) -> AsyncIterator[DynamoDBFaults]:
-    plan = RandomFaults(RATES, seed=3, first=FIRST)
+    plan = RandomFaults(RATES, seed=int(setting("SEED", 3, 3)), first=FIRST)
     async with DynamoDBFaults(moto_server.endpoint_url, plan) as proxy:
         yield proxy
 
