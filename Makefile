@@ -11,7 +11,7 @@ run: venv
 test:
 	scripts/test.sh
 
-# The chaos suite at full length, with its figures (README "Reliability"); about 25 minutes.
+# The chaos suite at full length, with its figures (README "Reliability"); about 20 minutes.
 chaos:
 	scripts/chaos.sh
 
