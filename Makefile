@@ -3,13 +3,17 @@
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint venv package bench bench-quick
+.PHONY: run test chaos lint venv package bench bench-quick
 
 run: venv
 	.venv/bin/uvicorn functions.app:app --host $(HOST) --port $(PORT) --no-access-log
 
 test:
 	scripts/test.sh
+
+# The chaos suite at full length, with its figures (README "Reliability"); about 20 minutes.
+chaos:
+	scripts/chaos.sh
 
 lint: venv
 	.venv/bin/ruff check lib functions tests bench

@@ -6,16 +6,25 @@ in one process (tests, one Lambda per family) never share or double-register cou
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import logging
+import math
 import re
 import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .events import NewEvent
@@ -40,6 +49,18 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self.open_streams = Gauge("sse_open_streams", "Streams open now", registry=registry)
+        self.feeds = Gauge(
+            "sse_channel_feeds",
+            "Channels this process follows in the store (one shared reader each)",
+            registry=registry,
+        )
+        # What must come back down once clients leave: a count that only grows is a leak.
+        self.tasks = Gauge(
+            "sse_event_loop_tasks", "asyncio tasks alive in the event loop", registry=registry
+        )
+        self.tasks.set_function(_loop_tasks)
+        # The process's memory, open descriptors and CPU (process_* metrics, from /proc).
+        ProcessCollector(registry=registry)
         self.streams = Counter(
             "sse_streams", "Streams ended, by how they ended", ["ended_by"], registry=registry
         )
@@ -79,6 +100,13 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _loop_tasks() -> float:
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # rendered outside the event loop's thread: not known there
+        return math.nan
 
 
 class InstrumentedStore(EventStore):

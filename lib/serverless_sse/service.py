@@ -21,6 +21,7 @@ from starlette.types import Scope
 from .auth import Authenticator, Principal, authenticate, hash_key
 from .errors import SSEError, Unauthorized
 from .events import EventFormat
+from .exit_signals import on_exit_signal
 from .fanout import FeedRegistry
 from .http import CORS, handle_http_exception, handle_sse_error, handle_unexpected
 from .limits import PublishRate, StreamLeases
@@ -47,8 +48,11 @@ class Service:
         self.metrics = Metrics()
         self.store: EventStore = InstrumentedStore(store, self.metrics)
         self.feeds = FeedRegistry(self.store, buffer_events=settings.feed_buffer_events)
+        self.metrics.feeds.set_function(lambda: len(self.feeds))
         self.queue: JobQueue = queue or MemoryQueue(visibility=settings.queue_visibility_seconds)
         self.windows: set[StreamWindow] = set()
+        self.stopping = False
+        """The server is stopping: open streams were ended, new ones end at once."""
         self.auth = Authenticator(
             key_hashes=frozenset(hash_key(k) for k in settings.api_keys),
             jwt_secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
@@ -150,6 +154,10 @@ class Service:
                 raise Unauthorized("the token has expired")
             window.duration = min(window.duration, left)
         lease = await self.stream_leases.acquire(principal.subject)
+        if self.stopping:
+            # Admitted between the exit signal and the listener's close: the client goes
+            # elsewhere at once, from where this stream would have started.
+            window.shutdown()
         self.windows.add(window)
         self.metrics.open_streams.inc()
 
@@ -173,7 +181,10 @@ class Service:
         await self.publish_rate.charge(principal.subject, events)
 
     def shutdown_streams(self) -> None:
-        """End every open stream with ``timeout`` now, so its client resumes elsewhere."""
+        """End every open stream with ``timeout`` now, so its client resumes elsewhere, and
+        every stream opened from now on at once. Called when the server is told to stop (see
+        :mod:`.exit_signals`), and again as the app shuts down."""
+        self.stopping = True
         for window in list(self.windows):
             window.shutdown()
 
@@ -215,6 +226,9 @@ def create_app(
         current = service or Service.from_settings(cfg)
         configure_logging(json_logs=cfg.log_json, level=cfg.log_level)
         app.state.service = current
+        # The server waits for open responses before it runs the shutdown below: streams must
+        # learn of the exit signal itself, or they would hold the process to their window's end.
+        stop_watching = on_exit_signal(current.shutdown_streams)
         tasks: list[asyncio.Task[None]] = [
             asyncio.create_task(work(current)) for work in background
         ]
@@ -223,6 +237,7 @@ def create_app(
         try:
             yield
         finally:
+            stop_watching()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.polling import wait_until
 from tests.servers import ROOT, free_port, wait_for_port
 from tests.sse import read_stream
 from tests.stores import flush_redis
@@ -145,3 +146,32 @@ def test_the_start_script_shuts_the_app_down_on_sigterm() -> None:
     assert httpx.get(f"{script.url}/api/servers", timeout=10).status_code == 200
     # uvicorn runs the app's shutdown (the service closes its store), then exits.
     assert "Application shutdown complete." in script.stop()
+
+
+async def test_sigterm_ends_open_streams_with_timeout_at_once_through_the_start_script() -> None:
+    """Lambda sends SIGTERM before it stops an environment: the streams end with ``timeout``
+    and their cursor (clients reconnect to another environment), not cut when it is killed."""
+    script = StartScript({"SSE_APP": "functions.channels:app", "SSE_WINDOW_SECONDS": "300"})
+    script.start()
+    try:
+        async with httpx.AsyncClient(base_url=script.url, timeout=30) as http:
+            answer = await http.post("/channels/news/events", json={"data": {"n": 1}})
+            assert answer.status_code == 201
+            stream = asyncio.create_task(
+                read_stream(http, "/channels/news/stream?from=start", max_seconds=120)
+            )
+
+            async def open_() -> bool:
+                return "sse_open_streams 1.0" in (await http.get("/metrics")).text
+
+            await wait_until(open_, "the stream is open")
+            assert script.proc is not None
+            script.proc.send_signal(signal.SIGTERM)
+            result = await stream
+    finally:
+        log = script.stop()
+    assert result.data("message") == [{"n": 1}]
+    assert result.ended_with == "timeout"
+    assert json.loads(result.events[-1].data)["reason"] == "server_shutdown"
+    assert result.last_event_id == result.events[0].last_event_id
+    assert "Application shutdown complete." in log

@@ -48,9 +48,18 @@ per channel however many calls wait (the fan-out makes that one caller per live 
 process). A poll is one query from the reader's own last event (inclusive): that item proves
 the log is still the same one, and anything after it is new.
 
+**Failures.** botocore retries throttling, 5xx answers and lost connections itself
+(standard mode, 4 attempts in all, backing off with jitter: up to 1, 2, 4 s after a throttle,
+25, 50, 100 ms after an error). A retried write may have landed the first time (only its answer
+was lost): every event item carries its write's token (``w``), so a write that finds its item
+taken looks whether the item is its own before it counts as a conflict. (DynamoDB also makes a
+transaction idempotent by its request token, but only for 10 minutes and not on emulators.)
+DynamoDB throttles a transaction by cancelling it (``TransactionCanceledException``, reason
+``ThrottlingError``), which botocore does not retry: the store retries it on the same schedule.
+Anything that still fails is :class:`StoreUnavailable`, having written nothing or all.
+
 **Threads.** boto3 blocks; every call runs in a bounded thread pool (``SSE_DYNAMODB_THREADS``,
-with as many pooled HTTP connections), never on the event loop. Any failure is
-:class:`StoreUnavailable`.
+with as many pooled HTTP connections), never on the event loop.
 """
 
 from __future__ import annotations
@@ -94,8 +103,17 @@ MAX_TRANSACTION_ITEMS = 100
 MAX_TRANSACTION_BYTES = 4_000_000
 _ITEM_OVERHEAD = 100  # attribute names, keys, numbers: a generous bound per item
 _MAX_ATTEMPTS = 100  # conflicts under contention; each one means another publisher progressed
+# Throttled transactions: attempts and backoff, as botocore does for a throttled call (standard
+# mode): the n-th retry waits a random part of min(2 ** (n - 1), 20) seconds.
+_THROTTLED_ATTEMPTS = 4
+_THROTTLED_BACKOFF_MAX = 20.0
+_THROTTLING_REASONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded"})
 _CACHE_CHANNELS = 10_000
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+
+
+class _Throttled(StoreUnavailable):
+    """DynamoDB cancelled a transaction for lack of capacity: nothing of it was written."""
 
 
 class _Conflict(Exception):
@@ -282,6 +300,8 @@ class DynamoDBStore(EventStore):
                 reasons = {r.get("Code") for r in exc.response.get("CancellationReasons", [])}
                 if reasons & {"ConditionalCheckFailed", "TransactionConflict"}:
                     raise _Conflict from None
+                if reasons & _THROTTLING_REASONS:
+                    raise _Throttled(f"dynamodb: throttled: {error.get('Message', '')}") from exc
             raise StoreUnavailable(f"dynamodb: {code}: {error.get('Message', '')}") from exc
         except BotoCoreError as exc:
             raise StoreUnavailable(f"dynamodb: {exc}") from exc
@@ -557,18 +577,56 @@ class DynamoDBStore(EventStore):
             written = _Head(last, epoch, created, pending.closing)
             token = secrets.token_urlsafe(9)
             try:
-                await self._put(channel, epoch, fresh, created, token, closing=pending.closing)
+                await self._put_patiently(
+                    channel, epoch, fresh, created, token, closing=pending.closing
+                )
                 return results, written
             except _Conflict as conflict:
-                # It may be this very write, landed on an attempt that botocore retried after
-                # a timeout (a transaction is made idempotent by its request token instead).
-                found = conflict.item or {}
-                if found.get("w", {}).get("S") == token:
+                # It may be this very write, landed on an attempt whose answer was lost and that
+                # botocore sent again. A failed put returns the item in its way; a transaction
+                # does not, so its first item is read (all or none of it was written).
+                found = conflict.item
+                if found is None:
+                    found = await self._item(channel, fresh[0][0])
+                if (found or {}).get("w", {}).get("S") == token:
                     return results, written
             # Another process appended first: read the new head and try again, a little
             # later each time, so that contending processes spread out.
             await asyncio.sleep(random.uniform(0, 0.002 * min(attempt + 1, 25)))
         raise StoreUnavailable(f"channel {channel!r} is too contended to append to")
+
+    async def _put_patiently(
+        self,
+        channel: str,
+        epoch: str,
+        fresh: list[tuple[int, NewEvent]],
+        created: float,
+        token: str,
+        *,
+        closing: bool,
+    ) -> None:
+        """:meth:`_put`, sent again after a backoff while DynamoDB cancels it for throttling.
+
+        Again the very same write (items, token): an earlier attempt of it may have landed with
+        its answer lost (botocore's retry was then the one throttled), and only the same token
+        lets the next attempt recognise its own items (a new one would append them twice)."""
+        for throttled in range(1, _THROTTLED_ATTEMPTS + 1):
+            try:
+                await self._put(channel, epoch, fresh, created, token, closing=closing)
+                return
+            except _Throttled:
+                if throttled == _THROTTLED_ATTEMPTS:
+                    raise
+                ceiling = min(2.0 ** (throttled - 1), _THROTTLED_BACKOFF_MAX)
+                await asyncio.sleep(random.uniform(0, ceiling))
+
+    async def _item(self, channel: str, seq: int) -> Mapping[str, Mapping[str, Any]] | None:
+        answer = await self._call(
+            lambda: self._db.get_item(
+                TableName=self.table, Key=_key(channel, seq), ConsistentRead=True
+            )
+        )
+        return answer.get("Item")
 
     async def _read_head(self, channel: str) -> _Head | None:
         event = await self._head(channel)
