@@ -267,7 +267,7 @@ async def test_a_writer_cut_off_before_it_ran_fails_its_publishes_instead_of_lea
 ) -> None:
     publish = asyncio.create_task(shared.append(channel, [ev(1)]))
     await asyncio.sleep(0)  # queued; its writer is created but has not run
-    (writer,) = shared._writers
+    (writer,) = shared._writers._tasks
     writer.cancel()
     with pytest.raises(StoreUnavailable):
         await asyncio.wait_for(publish, 2)

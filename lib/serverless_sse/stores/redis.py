@@ -29,11 +29,12 @@ connections. When every wait connection is busy, further waits poll every
 ``SSE_REDIS_POLL_SECONDS`` instead: one cheap script call per poll, in exchange for a bounded
 number of sockets. A process opens at most the sum of both (per node, on a cluster).
 
-Publishing is grouped: one writer per channel per process sends the channel's appends one
-script call at a time, each call taking every append that queued while the last was running
-(``_drain``). A lone publish goes out at once; under load, many publishes share one call. Each
-call wakes Redis once and costs one pass through the client library, which (measured: about 110
-µs of CPU per call here, most of it the round trip's syscalls) is the bulk of a publish.
+Publishing is grouped: one writer per channel per process (:mod:`.writers`) sends the
+channel's appends one script call at a time, each call taking every append that queued while
+the last was running (``_drain``). A lone publish goes out at once; under load, many publishes
+share one call. Each call wakes Redis once and costs one pass through the client library,
+which (measured: about 110 µs of CPU per call here, most of it the round trip's syscalls) is
+the bulk of a publish.
 Merging changes nothing a publisher can see: the script is atomic, a publish's events stay
 together and in order, a closed channel refuses every one of them, and an idempotency key
 repeated within one call stores one event. A close ends a call, so that appends queued after it
@@ -53,7 +54,6 @@ import hashlib
 import math
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from contextvars import Context
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
@@ -68,6 +68,7 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from ..errors import ChannelClosed, StoreUnavailable
 from ..events import NewEvent, StoredEvent
 from .base import Appended, ChannelState, EventStore, ReadResult, new_epoch
+from .writers import ChannelWriters
 
 __all__ = ["RedisStore"]
 
@@ -150,12 +151,6 @@ def _fail(writes: Sequence[_Pending], error: BaseException) -> None:
             pending.done.set_exception(error)
 
 
-def _retrieve(done: asyncio.Future[list[Appended]]) -> None:
-    """Take a write's outcome that nobody waits for any more (else asyncio logs it)."""
-    if not done.cancelled():
-        done.exception()
-
-
 @dataclass(frozen=True, slots=True)
 class _Snapshot:
     """A read, plus the log's id base (``None`` without a log) for a following ``XREAD``,
@@ -204,10 +199,7 @@ class RedisStore(EventStore):
         self._lease, self._increment = _lua("lease"), _lua("increment")
         self._loading = asyncio.Lock()
         self._loads = 0
-        # Appends waiting for their channel's writer, and the writers (see _drain).
-        self._queues: dict[str, list[_Pending]] = {}
-        self._writers: set[asyncio.Task[None]] = set()
-        self._closing = False
+        self._writers = ChannelWriters[_Pending]("redis", self._drain)
         # The last state read of each channel (bounded), and its log's id base: where a
         # waiting read starts its XREAD.
         self._seen: OrderedDict[str, _Snapshot] = OrderedDict()
@@ -311,31 +303,8 @@ class RedisStore(EventStore):
     async def _queued(
         self, channel: str, events: Sequence[NewEvent], *, closing: bool
     ) -> list[Appended]:
-        """Hand a write to the channel's writer (started if there is none) and wait for it."""
-        if self._closing:
-            raise StoreUnavailable("redis: the store is closing")
         pending = _Pending(events, closing, asyncio.get_running_loop().create_future())
-        queue = self._queues.get(channel)
-        if queue is None:
-            queue = self._queues[channel] = []
-            # A context of its own: the writer serves every request of the channel, not the
-            # one that happened to start it.
-            writer = asyncio.create_task(
-                self._drain(channel, queue), name=f"redis:{channel}", context=Context()
-            )
-            self._writers.add(writer)
-            writer.add_done_callback(lambda task: self._ended(task, channel, queue))
-        queue.append(pending)
-        try:
-            # Shielded: once the writer took a write, its outcome is the writer's to tell; a
-            # caller that goes away cannot take back a write that may have landed.
-            return await asyncio.shield(pending.done)
-        except asyncio.CancelledError:
-            if pending in queue:
-                queue.remove(pending)  # not taken yet: it is never written
-            else:
-                pending.done.add_done_callback(_retrieve)
-            raise
+        return await self._writers.submit(channel, pending)
 
     async def _drain(self, channel: str, queue: list[_Pending]) -> None:
         """Write a channel's queued writes, each call taking all that queued meanwhile (up to
@@ -362,17 +331,6 @@ class RedisStore(EventStore):
                 for pending, result in zip(group, results, strict=True):
                     if not pending.done.done():
                         pending.done.set_result(result)
-        # Empty, in the same step as the check: a later write starts a writer of its own.
-        del self._queues[channel]
-
-    def _ended(self, writer: asyncio.Task[None], channel: str, queue: list[_Pending]) -> None:
-        """A writer stopped. If it was cut off (cancelled, even before it ever ran), fail what
-        it left, so that no caller waits for a writer that is gone."""
-        self._writers.discard(writer)
-        if self._queues.get(channel) is queue:
-            del self._queues[channel]
-            _fail(queue, StoreUnavailable("redis: the store closed"))
-            queue.clear()
 
     async def _write(self, channel: str, group: Sequence[_Pending]) -> list[list[Appended]]:
         """One script call for ``group``'s events, in order; each write's results."""
@@ -543,11 +501,8 @@ class RedisStore(EventStore):
         await self._run(lambda: self._client.ping())
 
     async def aclose(self) -> None:
-        # Writes already handed over are finished (each call is bounded by the command
-        # timeout), not cut off: a write cut off after it reached Redis would be reported as
-        # failed. New ones are refused.
-        self._closing = True
-        await asyncio.gather(*self._writers, return_exceptions=True)
+        # Each call of a writer is bounded by the command timeout.
+        await self._writers.aclose(grace=2 * self._timeout)
         await self._client.aclose()
         await self._blocking.aclose()
 
