@@ -41,7 +41,7 @@ from starlette.types import Receive
 from .cursor import Cursor, Position
 from .errors import SSEError
 from .events import EventFormat, StoredEvent
-from .frames import event_body, with_id
+from .frames import HEARTBEAT, event_body, with_id
 from .stores.base import ChannelState, EventStore
 
 __all__ = ["ChannelFeed", "FeedItem", "FeedRegistry", "Follower", "Wake", "WriteNow", "client_gone"]
@@ -149,19 +149,26 @@ class FeedItem:
 
 
 class Follower:
-    """A caught-up single-channel stream that its feed writes to while its task sleeps.
+    """A caught-up single-channel stream that its feed writes to while its task sleeps: its
+    new events, and a heartbeat comment whenever it has had no bytes for ``heartbeat``
+    seconds.
 
     The stream creates one, and reads back what the feed did for it when it wakes: where it
     now is (``position``), how many events it got (``delivered``), when it last got bytes
     (``last_write``), and a write still finishing (``pending``) that it must await before it
     writes anything itself."""
 
-    __slots__ = ("delivered", "fmt", "last_write", "pending", "position", "wake", "write_now")
+    __slots__ = (
+        "delivered", "fmt", "heartbeat", "last_write", "pending", "position", "wake", "write_now",
+    )  # fmt: skip
 
-    def __init__(self, write_now: WriteNow, fmt: EventFormat, wake: Wake) -> None:
+    def __init__(
+        self, write_now: WriteNow, fmt: EventFormat, wake: Wake, *, heartbeat: float
+    ) -> None:
         self.write_now = write_now
         self.fmt: EventFormat = fmt
         self.wake = wake
+        self.heartbeat = heartbeat
         self.position = Position("", 0)
         self.delivered = 0
         self.last_write = 0.0
@@ -204,6 +211,7 @@ class ChannelFeed:
         self._pushed = 0
         self._round: asyncio.Handle | None = None
         self._next_round = 0.0
+        self._beat: asyncio.TimerHandle | None = None
 
     @property
     def idle(self) -> bool:
@@ -222,6 +230,7 @@ class ChannelFeed:
         follower.pending = None
         self.listeners.discard(follower.wake)
         self._followers[follower] = None
+        self._keep_beating()
         return True
 
     def unfollow(self, follower: Follower) -> None:
@@ -236,6 +245,27 @@ class ChannelFeed:
     def _release_all(self) -> None:
         for follower in list(self._followers):
             self._release(follower)
+
+    # -- heartbeats ------------------------------------------------------------------------
+
+    def _keep_beating(self) -> None:
+        """Look for followers due a heartbeat every quarter of the shortest heartbeat (at
+        least every second) while there are followers. Their streams would otherwise each
+        wake once per heartbeat, and streams that connected together would all wake at once."""
+        if self._beat is not None or not self._followers:
+            return
+        every = min(1.0, min(f.heartbeat for f in self._followers) / 4)
+        self._beat = asyncio.get_running_loop().call_later(every, self._heartbeats)
+
+    def _heartbeats(self) -> None:
+        self._beat = None
+        now = asyncio.get_running_loop().time()
+        for follower in list(self._followers):
+            if now - follower.last_write >= follower.heartbeat and not follower.push(
+                HEARTBEAT, follower.position, 0, now
+            ):
+                self._release(follower)
+        self._keep_beating()
 
     # -- delivery rounds -------------------------------------------------------------------
 
@@ -331,9 +361,10 @@ class ChannelFeed:
             )
 
     async def stop(self) -> None:
-        if self._round is not None:
-            self._round.cancel()
-            self._round = None
+        for handle in (self._round, self._beat):
+            if handle is not None:
+                handle.cancel()
+        self._round = self._beat = None
         self._release_all()
         task, self._task = self._task, None
         if task is not None:

@@ -349,7 +349,7 @@ class StreamWindow:
             return None
         if self._ticker is not None or self._budget is not None:
             return None
-        return Follower(write_now, self._fmt, self._wake)
+        return Follower(write_now, self._fmt, self._wake, heartbeat=self._heartbeat)
 
     async def _run(self, write: Write, follower: Follower | None, receive: Receive | None) -> None:
         loop = asyncio.get_running_loop()
@@ -412,8 +412,10 @@ class StreamWindow:
                 due = min(deadline, last_write + self._heartbeat, next_tick)
                 feed = feeds[self.channels[0]]
                 if follower is not None and feed.follow(follower, self.positions[feed.channel]):
+                    follower.last_write = last_write
                     try:
-                        present = await wake.sleep_until(due, receive)
+                        # The feed writes the heartbeats too: only the window's end wakes it.
+                        present = await wake.sleep_until(deadline, receive)
                     except BaseException:
                         feed.unfollow(follower)
                         if follower.pending is not None:  # nobody will take it back now

@@ -911,6 +911,15 @@ async def followed_stream(harness: Harness, **options: Any) -> Client:
 
 
 @pytest.mark.usefixtures("followed")
+async def test_a_followed_stream_s_heartbeats_are_written_by_its_feed(harness: Harness) -> None:
+    client = await followed_stream(harness, heartbeat=0.2)
+    written = client.eager_writes
+    beats = len([c for c in client.comments if c.text == "hb"])
+    await client.until(lambda: len([c for c in client.comments if c.text == "hb"]) >= beats + 3)
+    assert client.eager_writes >= written + 3, "the feed wrote them, the stream's task slept"
+
+
+@pytest.mark.usefixtures("followed")
 async def test_a_followed_stream_ends_after_the_final_event_when_its_channel_closes(
     harness: Harness,
 ) -> None:
