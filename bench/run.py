@@ -12,8 +12,9 @@ nginx + Nchan as the fast reference. The load tool (``bench/loadtool``) runs in 
 its own on the same machine, and reports the CPU it used, to show that it kept up.
 
 Results go to ``bench/results/``: ``<date>-<full|quick>.jsonl`` (the machine, then one record
-per scenario and system), ``latest.md`` (the tables) and ``p99-latency.png`` (the chart);
-``--readme`` also writes the tables and the command into README.md between its bench markers.
+per scenario and system), ``latest.md`` (the tables) and ``p99-latency.png`` (the chart), with
+``-quick`` in their names for a quick run; ``--readme`` also writes the tables and the command
+into README.md between its bench markers.
 Never part of the test run.
 """
 
@@ -105,8 +106,9 @@ def main() -> None:
               "seconds": round(time.monotonic() - started)}  # fmt: skip
     report.write_jsonl(RESULTS / f"{today}-{kind}.jsonl", [header, *records])
     table = report.markdown(records)
-    (RESULTS / "latest.md").write_text(table)
-    report.chart(records, RESULTS / "p99-latency.png")
+    suffix = "-quick" if args.quick else ""  # a quick run never replaces the full run's
+    (RESULTS / f"latest{suffix}.md").write_text(table)
+    report.chart(records, RESULTS / f"p99-latency{suffix}.png")
     print()
     print(table)
     print(f"{kind} run: {header['seconds']} s; results in {RESULTS.relative_to(ROOT)}/")
