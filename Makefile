@@ -3,7 +3,7 @@
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test chaos lint venv package
+.PHONY: run test chaos lint venv package bench bench-quick
 
 run: venv
 	.venv/bin/uvicorn functions.app:app --host $(HOST) --port $(PORT) --no-access-log
@@ -24,6 +24,19 @@ lint: venv
 
 venv:
 	@scripts/venv.sh
+
+# The benchmark beside its peers (README "Benchmarks"): about 15 minutes, or about one for the
+# quick run. Results in bench/results/; BENCH_ARGS go to bench/run.py (e.g. --readme).
+BENCH_ARGS ?=
+bench: venv
+	@scripts/ensure-redis.sh
+	@scripts/ensure-nchan.sh
+	.venv/bin/python -m bench.run $(BENCH_ARGS)
+
+bench-quick: venv
+	@scripts/ensure-redis.sh
+	@scripts/ensure-nchan.sh
+	.venv/bin/python -m bench.run --quick $(BENCH_ARGS)
 
 # The deployable service (AWS Lambda, see README "Deploy"): build/package/serverless-sse.zip
 # and the CloudFormation template in .serverless/. STAGE=dev and REGION=us-east-1 unless told;

@@ -1,7 +1,7 @@
 """Store calls per published event and per idle stream-minute, for Redis and DynamoDB.
 
     .venv/bin/python bench/store_calls.py [--backend redis|dynamodb|all] [--events 500]
-                                          [--idle-seconds 60]
+                                          [--idle-seconds 60] [--steady-seconds 60]
 
 The whole service runs in this process (uvicorn on a free loopback port, real HTTP clients),
 on a Redis server and a DynamoDB emulator (moto, ``infra/dynamodb_local.py``) that the bench
@@ -15,10 +15,12 @@ it leaves the client library:
   reads), strongly consistent reads 1 unit, a write 1 unit whether its condition holds or not,
   a transaction 2 units per item.
 
-Scenarios: (1) one subscriber follows a channel while one publisher sends ``--events`` single
-events, one after the other; (2) the same with 8 concurrent publishers; (3) streams stay
-connected to a quiet channel for ``--idle-seconds`` (1 stream, then 10 streams on the same
-channel, which share one reader). Never part of the test run.
+Scenarios: (0) one subscriber follows a channel that gets 1 event a second, for
+``--steady-seconds`` (what a live channel costs a minute); (1) one subscriber follows a channel
+while one publisher sends ``--events`` single events, one after the other; (2) the same with 8
+concurrent publishers; (3) streams stay connected to a quiet channel for ``--idle-seconds`` (1
+stream, then 10 streams on the same channel, which share one reader). Never part of the test
+run.
 """
 
 from __future__ import annotations
@@ -27,12 +29,8 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -46,40 +44,19 @@ import uvicorn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.loadtool.processes import Process, free_port  # noqa: E402
 from functions.app import routes  # noqa: E402
 from serverless_sse.service import create_app  # noqa: E402
 from serverless_sse.settings import Settings  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {port}")
-
-
 @contextlib.contextmanager
 def process(args: list[str], port: int) -> Iterator[None]:
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = Process(args, port).start()
     try:
-        wait_for_port(port)
         yield
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop()
 
 
 # -- counting calls --------------------------------------------------------------------------
@@ -227,6 +204,29 @@ async def idle_scenario(base: str, streams: int, seconds: float) -> float:
     return calls * 60 / seconds
 
 
+async def steady_scenario(base: str, rate: float, seconds: float) -> float:
+    """One stream follows a channel that gets ``rate`` events a second, one publisher."""
+    channel = f"bench/{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(timeout=None) as http:
+        await http.post(f"{base}/channels/{channel}/events", json={"data": "first"})
+        received: list[str] = []
+        reader = asyncio.create_task(follow(http, f"{base}/channels/{channel}/stream", received))
+        await asyncio.sleep(3.0)
+        loop = asyncio.get_running_loop()
+        TALLY.reset()
+        started = loop.time()
+        for i in range(round(rate * seconds)):
+            await asyncio.sleep(max(0.0, started + i / rate - loop.time()))
+            response = await http.post(f"{base}/channels/{channel}/events", json={"data": i})
+            response.raise_for_status()
+        await asyncio.sleep(max(0.0, started + seconds - loop.time()))
+        calls = TALLY.total
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+    return calls * 60 / seconds
+
+
 def report(title: str, value: float, unit: str) -> None:
     detail = ", ".join(f"{name} {count}" for name, count in TALLY.calls.most_common())
     print(f"  {title}: {value:.2f} {unit}  [{detail}]")
@@ -235,8 +235,11 @@ def report(title: str, value: float, unit: str) -> None:
         print(f"    request units in that window: {read:g} read, {write:g} write")
 
 
-async def run(store: str, events: int, idle_seconds: float) -> None:
+async def run(store: str, events: int, idle_seconds: float, steady_seconds: float) -> None:
     async with service(store) as base:
+        if steady_seconds:
+            per_minute = await steady_scenario(base, 1.0, steady_seconds)
+            report("per minute of a stream on a channel with 1 event/s", per_minute, "calls")
         per_event = await publish_scenario(base, events, 1)
         report("per published event, 1 publisher, 1 subscriber", per_event, "calls")
         per_event = await publish_scenario(base, events, 8)
@@ -252,6 +255,7 @@ def main() -> None:
     parser.add_argument("--backend", choices=["redis", "dynamodb", "all"], default="all")
     parser.add_argument("--events", type=int, default=500)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument("--steady-seconds", type=float, default=60.0)
     args = parser.parse_args()
     global EVENTS
     EVENTS = args.events
@@ -280,7 +284,8 @@ def main() -> None:
             ),
         ):
             print(f"Redis (redis-server on 127.0.0.1:{port})")
-            asyncio.run(run(f"redis://127.0.0.1:{port}/0", args.events, args.idle_seconds))
+            url = f"redis://127.0.0.1:{port}/0"
+            asyncio.run(run(url, args.events, args.idle_seconds, args.steady_seconds))
     if args.backend in ("dynamodb", "all"):
         count_dynamodb_calls()
         port = free_port()
@@ -292,7 +297,7 @@ def main() -> None:
             create_table("sse-bench", region="us-east-1", endpoint_url=endpoint)
             print(f"DynamoDB (moto on {endpoint})")
             store = f"dynamodb://sse-bench?region=us-east-1&endpoint_url={endpoint}"
-            asyncio.run(run(store, args.events, args.idle_seconds))
+            asyncio.run(run(store, args.events, args.idle_seconds, args.steady_seconds))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from serverless_sse.http import (
     read_body,
 )
 from serverless_sse.lambda_handler import LambdaHandler
+from serverless_sse.responses import StreamEndpoint
 from serverless_sse.service import create_app, service_of
 from serverless_sse.window import plan_stream, read_after
 
@@ -170,9 +171,9 @@ async def metrics(request: Request) -> Response:
 routes = [
     Route("/channels/{channel:path}/events", publish, methods=["POST"]),
     Route("/channels/{channel:path}/events", history, methods=["GET"]),
-    Route("/channels/{channel:path}/stream", stream, methods=["GET"]),
+    Route("/channels/{channel:path}/stream", StreamEndpoint(stream), methods=["GET"]),
     Route("/channels/{channel:path}/close", close, methods=["POST"]),
-    Route("/stream", stream_many, methods=["GET"]),
+    Route("/stream", StreamEndpoint(stream_many), methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
 ]

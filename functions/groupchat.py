@@ -26,6 +26,7 @@ from serverless_sse.http import (
 from serverless_sse.lambda_handler import LambdaHandler
 from serverless_sse.personas import DEFAULT_PERSONAS, Persona, Style
 from serverless_sse.protocol import encode_event
+from serverless_sse.responses import StreamEndpoint
 from serverless_sse.rooms import Rooms, new_room_id, room_channel
 from serverless_sse.service import create_app, service_of
 from serverless_sse.window import StreamPlan, plan_stream
@@ -170,8 +171,8 @@ async def room_stream(request: Request) -> Response:
 routes = [
     Route("/api/chat/rooms", create_room, methods=["POST"]),
     Route("/api/chat/rooms/{room_id}", get_room, methods=["GET"]),
-    Route("/api/chat/rooms/{room_id}/group-sse", group_sse, methods=["POST"]),
-    Route("/api/chat/rooms/{room_id}/stream", room_stream, methods=["GET"]),
+    Route("/api/chat/rooms/{room_id}/group-sse", StreamEndpoint(group_sse), methods=["POST"]),
+    Route("/api/chat/rooms/{room_id}/stream", StreamEndpoint(room_stream), methods=["GET"]),
 ]
 
 app = create_app(routes)

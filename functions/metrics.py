@@ -12,6 +12,7 @@ from serverless_sse.events import parse_model
 from serverless_sse.fleet import ControlRequest, Fleet, FleetTicker, ServerSpec, server_channel
 from serverless_sse.http import event_format, last_event_id, query_float, read_body
 from serverless_sse.lambda_handler import LambdaHandler
+from serverless_sse.responses import StreamEndpoint
 from serverless_sse.service import create_app, service_of
 from serverless_sse.window import plan_stream
 
@@ -119,8 +120,8 @@ routes = [
     Route("/api/servers", list_servers, methods=["GET"]),
     Route("/api/servers/control", control, methods=["POST"]),
     Route("/api/servers/{server_id}", get_server, methods=["GET"]),
-    Route("/api/servers/{server_id}/stream", server_stream, methods=["GET"]),
-    Route("/api/stream", fleet_stream, methods=["GET"]),
+    Route("/api/servers/{server_id}/stream", StreamEndpoint(server_stream), methods=["GET"]),
+    Route("/api/stream", StreamEndpoint(fleet_stream), methods=["GET"]),
 ]
 
 app = create_app(routes)

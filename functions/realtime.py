@@ -34,6 +34,7 @@ from serverless_sse.realtime import (
     request_id,
     stream_channels,
 )
+from serverless_sse.responses import StreamEndpoint
 from serverless_sse.service import create_app, service_of
 from serverless_sse.window import plan_stream
 
@@ -185,10 +186,10 @@ async def ask(request: Request) -> Response:
 
 
 routes = [
-    Route("/sse/events", sse_events, methods=["GET"]),
-    Route("/sse/votes", sse_votes, methods=["GET"]),
-    Route("/sse/chat", sse_chat, methods=["GET"]),
-    Route("/sse/ai", sse_ai, methods=["GET"]),
+    Route("/sse/events", StreamEndpoint(sse_events), methods=["GET"]),
+    Route("/sse/votes", StreamEndpoint(sse_votes), methods=["GET"]),
+    Route("/sse/chat", StreamEndpoint(sse_chat), methods=["GET"]),
+    Route("/sse/ai", StreamEndpoint(sse_ai), methods=["GET"]),
     Route("/api/votes", vote, methods=["POST"]),
     Route("/api/votes/{poll_id}", poll, methods=["GET"]),
     Route("/api/chat/messages", chat_message, methods=["POST"]),

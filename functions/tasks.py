@@ -13,6 +13,7 @@ from serverless_sse.errors import BadRequest, NotFound, UnsupportedMediaType
 from serverless_sse.events import parse_model
 from serverless_sse.http import event_format, last_event_id, query_float, read_body
 from serverless_sse.lambda_handler import LambdaHandler
+from serverless_sse.responses import StreamEndpoint
 from serverless_sse.service import create_app, service_of
 from serverless_sse.tasks import (
     TASK_ID,
@@ -138,7 +139,7 @@ routes = [
     Route("/api/tasks/{task_id}", get_task, methods=["GET"]),
     Route("/api/tasks/{task_id}/output", post_output, methods=["POST"]),
     Route("/api/tasks/{task_id}/complete", complete_task, methods=["POST"]),
-    Route("/api/tasks/{task_id}/stream", task_stream, methods=["GET"]),
+    Route("/api/tasks/{task_id}/stream", StreamEndpoint(task_stream), methods=["GET"]),
 ]
 
 app = create_app(routes)

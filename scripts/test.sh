@@ -7,6 +7,7 @@ scripts/ensure-redis.sh
 scripts/ensure-chromium.sh   # browser interoperability tests (tests/interop)
 scripts/ensure-node-deps.sh  # the npm eventsource package (tests/interop/node)
 scripts/ensure-serverless.sh # the pinned Serverless Framework (tests/deploy packages the service)
+scripts/ensure-nchan.sh      # nginx + Nchan, the benchmark's reference (tests/bench)
 .venv/bin/ruff check lib functions tests bench
 .venv/bin/ruff check infra
 .venv/bin/mypy

@@ -32,10 +32,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+from starlette.types import Receive
+
 from .cursor import Cursor, Position
 from .errors import CursorError, SSEError
 from .events import EventFormat, StoredEvent
-from .fanout import ChannelFeed, FeedItem, FeedRegistry
+from .fanout import ChannelFeed, FeedItem, FeedRegistry, Follower, Wake, WriteNow, client_gone
 from .frames import HEARTBEAT, control_frame, event_body, opening, with_id
 from .stores.base import ChannelState, EventStore
 
@@ -196,8 +198,21 @@ async def read_after(store: EventStore, channel: str, position: Position, limit:
     return LogRead(events, state, Position(state.epoch, first - 1), gap)
 
 
+_ASK_CLIENT = 1.0
+"""Seconds a busy stream goes without asking whether its client is still there."""
+
+
 class StreamWindow:
     """One response's worth of a stream. Create it from a :class:`StreamPlan`, then ``run`` it."""
+
+    # A window lives as long as its response, and a process holds thousands: no __dict__.
+    __slots__ = (
+        "_budget", "_disconnected", "_done", "_epilogue", "_feeds", "_filtered", "_fmt",
+        "_full", "_heartbeat", "_lag_allowance", "_lagging", "_long_poll", "_page", "_prelude",
+        "_reached_until", "_retry_ms", "_select", "_shared_frames", "_shutting_down", "_single",
+        "_spent", "_states", "_ticker", "_ticker_key", "_timeout_payload", "_until", "_wake",
+        "channels", "delivered", "duration", "ended_by", "positions", "resets", "store",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -240,15 +255,15 @@ class StreamWindow:
         # A single-channel stream can send the feed's shared frames only while its ids hold
         # that channel's position alone.
         self._shared_frames = self._single and not self._ticker_key
-        self._prelude = list(prelude)
+        self._prelude = tuple(prelude)
         self._ticker = ticker
         self._select = select
         self._until = until
         self._filtered = select is not None or until is not None
         self._epilogue = epilogue
-        self._timeout_payload = dict(timeout_payload or {})
+        self._timeout_payload: Mapping[str, Any] = dict(timeout_payload) if timeout_payload else {}
         self._reached_until = False
-        self._done: set[str] = set()
+        self._done: frozenset[str] = frozenset()  # channels finished (rare: a set when needed)
         # A stream may fall behind by max_lag events beyond the backlog it started with: a
         # reconnect with a large backlog still gets all of it; one that cannot keep up does not
         # hold this instance forever (it resumes later, from its cursor).
@@ -262,7 +277,7 @@ class StreamWindow:
         self._budget: int | None = None
         self._spent = 0
         self._full = False
-        self._wake = asyncio.Event()
+        self._wake = Wake()
         self._disconnected = False
         self._shutting_down = False
         self.delivered = 0
@@ -315,12 +330,28 @@ class StreamWindow:
 
     # -- the loop --------------------------------------------------------------------------
 
-    async def run(self, write: Write) -> None:
-        await self._run(write)
+    async def run(
+        self, write: Write, write_now: WriteNow | None = None, receive: Receive | None = None
+    ) -> None:
+        """Stream to ``write`` until the window ends. With ``write_now`` (a write that
+        completes at once when the socket has room), a caught-up single-channel stream lets
+        its channel's feed write new events for it while it sleeps (see
+        :class:`~serverless_sse.fanout.Follower`). With ``receive`` (the ASGI request's), the
+        window watches it whenever it sleeps, and ends as soon as the client goes away."""
+        await self._run(write, self._follower(write_now), receive)
         if self._epilogue and not self._disconnected:
             await write(self._epilogue)
 
-    async def _run(self, write: Write) -> None:
+    def _follower(self, write_now: WriteNow | None) -> Follower | None:
+        """A follower for this window, if the feed can write its events as they are: one
+        channel, shared frames, every event written, no ticker, not a long-poll."""
+        if write_now is None or not self._shared_frames or self._filtered:
+            return None
+        if self._ticker is not None or self._budget is not None:
+            return None
+        return Follower(write_now, self._fmt, self._wake, heartbeat=self._heartbeat)
+
+    async def _run(self, write: Write, follower: Follower | None, receive: Receive | None) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.duration
         wake = self._wake
@@ -332,9 +363,16 @@ class StreamWindow:
         ticker = self._ticker
         next_tick = loop.time() + ticker.interval if ticker is not None else math.inf
         feeds = {c: self._feeds.subscribe(c, wake) for c in self.channels}
+        asked = loop.time()
         try:
             while True:
                 wake.clear()
+                if receive is not None and loop.time() - asked >= _ASK_CLIENT:
+                    # A stream that has not slept for a while (catching up, or woken again and
+                    # again) asks whether its client is still there: sleeping, it would know.
+                    asked = loop.time()
+                    if await client_gone(receive):
+                        self.disconnect()
                 if self._disconnected:
                     self.ended_by = "disconnect"
                     return
@@ -371,10 +409,25 @@ class StreamWindow:
                     await write(HEARTBEAT)
                     last_write = now
                     continue
-                with contextlib.suppress(TimeoutError):
-                    due = min(deadline, last_write + self._heartbeat, next_tick)
-                    async with asyncio.timeout_at(due):
-                        await wake.wait()
+                due = min(deadline, last_write + self._heartbeat, next_tick)
+                feed = feeds[self.channels[0]]
+                if follower is not None and feed.follow(follower, self.positions[feed.channel]):
+                    follower.last_write = last_write
+                    try:
+                        # The feed writes the heartbeats too: only the window's end wakes it.
+                        present = await wake.sleep_until(deadline, receive)
+                    except BaseException:
+                        feed.unfollow(follower)
+                        if follower.pending is not None:  # nobody will take it back now
+                            asyncio.ensure_future(follower.pending).cancel()
+                        raise
+                    feed.unfollow(follower)
+                    last_write = max(last_write, await self._take_back(follower))
+                else:
+                    present = await wake.sleep_until(due, receive)
+                asked = loop.time()
+                if not present:
+                    self.disconnect()
         except SSEError as exc:
             self.ended_by = "error"
             if not self._disconnected:
@@ -384,6 +437,17 @@ class StreamWindow:
         finally:
             for feed in feeds.values():
                 self._feeds.unsubscribe(feed, wake)
+
+    async def _take_back(self, follower: Follower) -> float:
+        """Take over from the feed: what it wrote for this stream while it slept (finishing a
+        write that had to wait), and when it last wrote."""
+        if follower.pending is not None:
+            pending, follower.pending = follower.pending, None
+            await pending
+        self.positions[self.channels[0]] = follower.position
+        self.delivered += follower.delivered
+        follower.delivered = 0
+        return follower.last_write
 
     _ENDINGS: ClassVar[dict[str, str]] = {
         "window_elapsed": "timeout",
@@ -425,7 +489,7 @@ class StreamWindow:
             else:
                 more |= await self._read_store(channel, feed, frames)
             if _consumed(self.positions[channel], self._states[channel]):
-                self._done.add(channel)
+                self._done |= {channel}
         return more
 
     async def _read_store(self, channel: str, feed: ChannelFeed, frames: list[bytes]) -> bool:

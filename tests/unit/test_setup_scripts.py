@@ -93,6 +93,8 @@ class Machine:
                 "FAKEBIN": str(self.bin),
                 "FAKE_UID": str(self.uid),
                 "CHROMIUM": str(self.root / "chromium"),
+                "NGINX": str(self.root / "nginx"),
+                "NCHAN_MODULE": str(self.root / "ngx_nchan_module.so"),
                 **env,
             },
             capture_output=True,
@@ -178,6 +180,7 @@ def test_stale_package_lists_are_updated_once_and_the_install_tried_again(
         ("ensure-node-deps.sh", "nodejs npm"),
         ("ensure-serverless.sh", "nodejs npm"),
         ("ensure-chromium.sh", "chromium"),
+        ("ensure-nchan.sh", "nginx-light libnginx-mod-nchan"),
     ],
 )
 def test_without_root_a_missing_package_fails_saying_what_to_install(
@@ -198,7 +201,9 @@ def test_with_everything_present_they_are_quiet_and_install_nothing(
     machine.give("node", "npm", "redis-server", "redis-cli")
     (machine.state / "redis-up").touch()
     (machine.root / "chromium").touch(mode=0o755)
-    for script in ("ensure-redis.sh", "ensure-node.sh", "ensure-chromium.sh"):
+    (machine.root / "nginx").touch(mode=0o755)
+    (machine.root / "ngx_nchan_module.so").touch()
+    for script in ("ensure-redis.sh", "ensure-node.sh", "ensure-chromium.sh", "ensure-nchan.sh"):
         result = machine.run(SCRIPTS / script)
         assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), script
     assert machine.log() == []

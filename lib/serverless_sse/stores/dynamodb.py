@@ -88,6 +88,7 @@ from ..errors import ChannelClosed, PayloadTooLarge, StoreUnavailable
 from ..events import NewEvent, StoredEvent
 from ..settings import Settings
 from .base import Appended, ChannelState, EventStore, ReadResult, new_epoch
+from .writers import ChannelWriters
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -262,8 +263,7 @@ class DynamoDBStore(EventStore):
             weakref.WeakValueDictionary()
         )
         # Requests waiting to be appended, and the task writing them, per channel.
-        self._queues: dict[str, list[_Pending]] = {}
-        self._writers: set[asyncio.Task[None]] = set()
+        self._writers = ChannelWriters[_Pending]("dynamodb", self._drain)
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> DynamoDBStore:
@@ -465,14 +465,14 @@ class DynamoDBStore(EventStore):
     # -- appending -------------------------------------------------------------------------
 
     async def append(self, channel: str, events: Sequence[NewEvent]) -> list[Appended]:
-        return await self._wait(channel, self._write(channel, events, closing=False))
+        return await self._writers.submit(channel, self._write(events, closing=False))
 
     async def close(self, channel: str, final: NewEvent) -> Appended:
-        (appended,) = await self._wait(channel, self._write(channel, [final], closing=True))
+        (appended,) = await self._writers.submit(channel, self._write([final], closing=True))
         return appended
 
-    def _write(self, channel: str, events: Sequence[NewEvent], *, closing: bool) -> _Pending:
-        """Queue a request for the channel's writer in this process."""
+    def _write(self, events: Sequence[NewEvent], *, closing: bool) -> _Pending:
+        """A request for the channel's writer, if DynamoDB can take it in one transaction."""
         if _transaction_items(events) > MAX_TRANSACTION_ITEMS:
             raise PayloadTooLarge(
                 f"{len(events)} events take {_transaction_items(events)} items (an event with"
@@ -484,27 +484,7 @@ class DynamoDBStore(EventStore):
                 f"the events take about {_transaction_bytes(events)} bytes; DynamoDB writes at"
                 f" most {MAX_TRANSACTION_BYTES} in one transaction"
             )
-        pending = _Pending(events, closing, asyncio.get_running_loop().create_future())
-        queue = self._queues.get(channel)
-        if queue is not None:
-            queue.append(pending)
-            return pending
-        queue = self._queues[channel] = [pending]
-        writer = asyncio.create_task(self._drain(channel, queue), name=f"dynamodb:{channel}")
-        self._writers.add(writer)
-        writer.add_done_callback(self._writers.discard)
-        return pending
-
-    async def _wait(self, channel: str, pending: _Pending) -> list[Appended]:
-        try:
-            # Shielded: once the writer took a request, its outcome is the writer's to tell;
-            # a caller that goes away cannot take back a write that may have landed.
-            return await asyncio.shield(pending.done)
-        except asyncio.CancelledError:
-            queue = self._queues.get(channel)
-            if queue is not None and pending in queue:
-                queue.remove(pending)  # not taken yet: it is never written
-            raise
+        return _Pending(events, closing, asyncio.get_running_loop().create_future())
 
     async def _drain(self, channel: str, queue: list[_Pending]) -> None:
         """Write a channel's queued requests one after the other.
@@ -526,18 +506,16 @@ class DynamoDBStore(EventStore):
                     results, head = await self._append(channel, pending, head)
                 except Exception as exc:
                     head = None
-                    pending.done.set_exception(exc)
+                    if not pending.done.done():
+                        pending.done.set_exception(exc)
                 else:
                     self._appended(channel)
-                    pending.done.set_result(results)
+                    if not pending.done.done():
+                        pending.done.set_result(results)
         except asyncio.CancelledError:
-            for waiting in [pending, *queue]:
-                if waiting is not None and not waiting.done.done():
-                    waiting.done.set_exception(StoreUnavailable("dynamodb: the store closed"))
+            if pending is not None and not pending.done.done():
+                pending.done.set_exception(StoreUnavailable("dynamodb: the store closed"))
             raise
-        finally:
-            if self._queues.get(channel) is queue:
-                del self._queues[channel]
 
     async def _append(
         self, channel: str, pending: _Pending, known_head: _Head | None
@@ -899,9 +877,8 @@ class DynamoDBStore(EventStore):
 
     async def aclose(self) -> None:
         self._closed = True
-        for writer in list(self._writers):
-            writer.cancel()
-        await asyncio.gather(*self._writers, return_exceptions=True)
+        # A writer's call is bounded by the client's timeouts (and botocore's retries).
+        await self._writers.aclose(grace=10.0)
         # Waiting for in-flight calls must not block the event loop; they are bounded by the
         # client's timeouts.
         await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)

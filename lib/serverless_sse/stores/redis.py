@@ -29,6 +29,17 @@ connections. When every wait connection is busy, further waits poll every
 ``SSE_REDIS_POLL_SECONDS`` instead: one cheap script call per poll, in exchange for a bounded
 number of sockets. A process opens at most the sum of both (per node, on a cluster).
 
+Publishing is grouped: one writer per channel per process (:mod:`.writers`) sends the
+channel's appends one script call at a time, each call taking every append that queued while
+the last was running (``_drain``). A lone publish goes out at once; under load, many publishes
+share one call. Each call wakes Redis once and costs one pass through the client library,
+which (measured: about 110 µs of CPU per call here, most of it the round trip's syscalls) is
+the bulk of a publish.
+Merging changes nothing a publisher can see: the script is atomic, a publish's events stay
+together and in order, a closed channel refuses every one of them, and an idempotency key
+repeated within one call stores one event. A close ends a call, so that appends queued after it
+are refused as they would be one by one.
+
 Failures: every Redis error or lost connection surfaces as :class:`StoreUnavailable`. Commands
 are not retried by the client library: a retried append whose first attempt did reach Redis
 would store its events twice. A connection that went stale while idle is replaced when it is
@@ -57,6 +68,7 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from ..errors import ChannelClosed, StoreUnavailable
 from ..events import NewEvent, StoredEvent
 from .base import Appended, ChannelState, EventStore, ReadResult, new_epoch
+from .writers import ChannelWriters
 
 __all__ = ["RedisStore"]
 
@@ -109,6 +121,36 @@ def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
+# The most a grouped append call carries (a single publish always goes out whole, however
+# large): the script holds Redis for the whole call. Sizes count characters, plus some bytes
+# an event costs whatever its size.
+_GROUP_BYTES = 1 << 20
+_GROUP_EVENTS = 1000
+_EVENT_OVERHEAD = 64
+
+
+@dataclass(slots=True, eq=False)
+class _Pending:
+    """A publish (or a close) waiting for its channel's writer."""
+
+    events: Sequence[NewEvent]
+    closing: bool
+    done: asyncio.Future[list[Appended]]
+    size: int = 0
+
+    def __post_init__(self) -> None:
+        self.size = sum(
+            len(e.type) + len(e.data) + len(e.idempotency_key or "") + _EVENT_OVERHEAD
+            for e in self.events
+        )
+
+
+def _fail(writes: Sequence[_Pending], error: BaseException) -> None:
+    for pending in writes:
+        if not pending.done.done():
+            pending.done.set_exception(error)
+
+
 @dataclass(frozen=True, slots=True)
 class _Snapshot:
     """A read, plus the log's id base (``None`` without a log) for a following ``XREAD``,
@@ -157,6 +199,7 @@ class RedisStore(EventStore):
         self._lease, self._increment = _lua("lease"), _lua("increment")
         self._loading = asyncio.Lock()
         self._loads = 0
+        self._writers = ChannelWriters[_Pending]("redis", self._drain)
         # The last state read of each channel (bounded), and its log's id base: where a
         # waiting read starts its XREAD.
         self._seen: OrderedDict[str, _Snapshot] = OrderedDict()
@@ -251,33 +294,70 @@ class RedisStore(EventStore):
     # -- logs ------------------------------------------------------------------------------
 
     async def append(self, channel: str, events: Sequence[NewEvent]) -> list[Appended]:
-        return await self._write(channel, events, closing=False)
+        return await self._queued(channel, events, closing=False)
 
     async def close(self, channel: str, final: NewEvent) -> Appended:
-        (appended,) = await self._write(channel, [final], closing=True)
+        (appended,) = await self._queued(channel, [final], closing=True)
         return appended
 
-    async def _write(
+    async def _queued(
         self, channel: str, events: Sequence[NewEvent], *, closing: bool
     ) -> list[Appended]:
+        pending = _Pending(events, closing, asyncio.get_running_loop().create_future())
+        return await self._writers.submit(channel, pending)
+
+    async def _drain(self, channel: str, queue: list[_Pending]) -> None:
+        """Write a channel's queued writes, each call taking all that queued meanwhile (up to
+        _GROUP_BYTES and _GROUP_EVENTS, and never past a close), until none is left."""
+        while queue:
+            size, events, taken = 0, 0, 0
+            for pending in queue:
+                size += pending.size
+                events += len(pending.events)
+                if taken and (size > _GROUP_BYTES or events > _GROUP_EVENTS):
+                    break
+                taken += 1
+                if pending.closing:
+                    break
+            group, queue[:taken] = queue[:taken], []
+            try:
+                results = await self._write(channel, group)
+            except asyncio.CancelledError:
+                _fail(group, StoreUnavailable("redis: the store closed"))
+                raise
+            except Exception as exc:
+                _fail(group, exc)
+            else:
+                for pending, result in zip(group, results, strict=True):
+                    if not pending.done.done():
+                        pending.done.set_result(result)
+
+    async def _write(self, channel: str, group: Sequence[_Pending]) -> list[list[Appended]]:
+        """One script call for ``group``'s events, in order; each write's results."""
         args: list[str | int] = [
             self._retention_events,
             self._retention_ms,
             self._linger_ms,
             new_epoch(),
-            1 if closing else 0,
+            1 if group[-1].closing else 0,
         ]
-        for event in events:
-            args += (event.type, event.data, event.idempotency_key or "")
+        for pending in group:
+            for event in pending.events:
+                args += (event.type, event.data, event.idempotency_key or "")
         keys = [_meta_key(channel), _log_key(channel), _keys_key(channel)]
         reply = await self._eval(self._append, keys, args)
         if reply[0] == "closed":
             raise ChannelClosed(f"channel {channel!r} is closed")
         epoch = reply[1]
-        return [
+        appended = [
             Appended(int(reply[i]), epoch, duplicate=bool(int(reply[i + 1])))
             for i in range(2, len(reply), 2)
         ]
+        results, start = [], 0
+        for pending in group:
+            results.append(appended[start : start + len(pending.events)])
+            start += len(pending.events)
+        return results
 
     def _read_args(self, after: int, limit: int) -> list[int]:
         return [after, limit, self._retention_events, self._retention_ms]
@@ -421,6 +501,8 @@ class RedisStore(EventStore):
         await self._run(lambda: self._client.ping())
 
     async def aclose(self) -> None:
+        # Each call of a writer is bounded by the command timeout.
+        await self._writers.aclose(grace=2 * self._timeout)
         await self._client.aclose()
         await self._blocking.aclose()
 
