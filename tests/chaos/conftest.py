@@ -3,9 +3,19 @@ one process, as ``make chaos`` does; under pytest-xdist the workers keep their o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from tests.chaos.harness import LONG, REPORT
+from tests.servers import RedisServer
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    """A Redis of the scenario's own, keeping nothing on disk."""
+    with RedisServer() as server:
+        yield server
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

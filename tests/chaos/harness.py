@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from serverless_sse.client import Backoff, ConnectionState, StateChange, aconnect
 from serverless_sse.cursor import Cursor
 from tests.polling import wait_until
 from tests.servers import UvicornServer
@@ -430,3 +431,35 @@ async def wait_for_readers(
     finally:
         for task in readers:
             task.cancel()
+
+
+async def follow(
+    url: str,
+    reader: Delivered,
+    cursor: str,
+    *,
+    client: httpx.AsyncClient | None = None,
+    backoff: Backoff | None = None,
+    http_timeout: httpx.Timeout | None = None,
+) -> None:
+    """The project's client, as an application would use it, from ``cursor`` until the
+    reader has its channel's ``end``; a connection that fails counts in ``reader.failures``."""
+
+    def on_state(change: StateChange) -> None:
+        if change.state is ConnectionState.ERROR:
+            reader.failures += 1
+
+    options: dict[str, Any] = {} if http_timeout is None else {"timeout": http_timeout}
+    source = aconnect(
+        url,
+        client=client,
+        last_event_id=cursor,
+        backoff=backoff or Backoff(initial=0.1, maximum=1.0),
+        on_state=on_state,
+        **options,
+    )
+    async with source:
+        async for item in source:
+            reader.take(item.type, item.data, item.id)
+            if reader.done:
+                return

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -50,12 +49,6 @@ READERS = int(setting("CHURN_READERS", 40, 100))
 CHANNELS = 4
 CUTS = ("mid_event", "mid_heartbeat", "random_byte", "whole_window")
 HEARTBEAT = b": hb\n\n"
-
-
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
 
 
 class Cutter:

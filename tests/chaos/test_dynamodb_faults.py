@@ -26,7 +26,6 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from serverless_sse.client import Backoff, ConnectionState, StateChange, aconnect
 from serverless_sse.stores.dynamodb import create_table
 from tests.chaos.harness import (
     Delivered,
@@ -36,6 +35,7 @@ from tests.chaos.harness import (
     delivery_figures,
     duplicates,
     event,
+    follow,
     publish,
     report,
     setting,
@@ -86,24 +86,6 @@ async def faults(moto_server: MotoServer) -> AsyncIterator[DynamoDBFaults]:
     plan = RandomFaults(RATES, seed=int(setting("SEED", 3, 3)), first=FIRST)
     async with DynamoDBFaults(moto_server.endpoint_url, plan) as proxy:
         yield proxy
-
-
-async def follow(base: str, reader: Delivered, cursor: str) -> None:
-    def on_state(change: StateChange) -> None:
-        if change.state is ConnectionState.ERROR:
-            reader.failures += 1
-
-    source = aconnect(
-        f"{base}/channels/{reader.channel}/stream?window=5",
-        last_event_id=cursor,
-        backoff=Backoff(initial=0.1, maximum=1.0),
-        on_state=on_state,
-    )
-    async with source:
-        async for item in source:
-            reader.take(item.type, item.data, item.id)
-            if reader.done:
-                return
 
 
 async def publish_kinds(
@@ -161,7 +143,12 @@ async def test_throttling_and_errors_are_retried_and_nothing_is_appended_twice(
                         cursors[channel] = answer.json()["cursor"]
                         break
                     await asyncio.sleep(0.1)
-            following = [asyncio.create_task(follow(base, r, cursors[r.channel])) for r in readers]
+            following = [
+                asyncio.create_task(
+                    follow(f"{base}/channels/{r.channel}/stream?window=5", r, cursors[r.channel])
+                )
+                for r in readers
+            ]
             publishing = [
                 asyncio.create_task(publish_kinds(http, base, c, ledger, stop)) for c in CHANNELS
             ]

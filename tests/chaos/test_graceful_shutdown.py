@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterator
 
-import httpx
 import pytest
 
-from serverless_sse.client import Backoff, ConnectionState, StateChange, aconnect
+from serverless_sse.client import Backoff
 from tests.chaos.harness import (
     BALANCER,
     Delivered,
@@ -33,6 +31,7 @@ from tests.chaos.harness import (
     assert_exactly_once,
     balanced_client,
     delivery_figures,
+    follow,
     publish_steadily,
     report,
     setting,
@@ -46,31 +45,6 @@ pytestmark = pytest.mark.chaos
 ROUNDS = int(setting("RESTART_ROUNDS", 1, 5))
 SUBSCRIBERS = int(setting("RESTART_SUBSCRIBERS", 60, 200))
 CHANNELS = 4
-
-
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
-async def follow(http: httpx.AsyncClient, reader: Delivered, cursor: str) -> None:
-    def on_state(change: StateChange) -> None:
-        if change.state is ConnectionState.ERROR:
-            reader.failures += 1
-
-    source = aconnect(
-        f"{BALANCER}/channels/{reader.channel}/stream",
-        client=http,
-        last_event_id=cursor,
-        backoff=Backoff(initial=0.05, maximum=1.0),
-        on_state=on_state,
-    )
-    async with source:
-        async for item in source:
-            reader.take(item.type, item.data, item.id)
-            if reader.done:
-                return
 
 
 @pytest.mark.timeout(time_limit(ROUNDS * 3 * 10))
@@ -101,7 +75,15 @@ async def test_a_rolling_restart_ends_streams_with_timeout_and_no_client_sees_a_
                 for c in channels
             }
             following = [
-                asyncio.create_task(follow(subscribers_http, r, cursors[r.channel]))
+                asyncio.create_task(
+                    follow(
+                        f"{BALANCER}/channels/{r.channel}/stream",
+                        r,
+                        cursors[r.channel],
+                        client=subscribers_http,
+                        backoff=Backoff(initial=0.05, maximum=1.0),
+                    )
+                )
                 for r in readers
             ]
             publishing = [

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from serverless_sse.client import Backoff, ConnectionState, StateChange, aconnect
+from serverless_sse.client import Backoff
 from tests.chaos.harness import (
     BALANCER,
     Delivered,
@@ -31,6 +30,7 @@ from tests.chaos.harness import (
     assert_exactly_once,
     balanced_client,
     delivery_figures,
+    follow,
     publish_steadily,
     report,
     setting,
@@ -47,34 +47,6 @@ SUBSCRIBERS = int(setting("SUBSCRIBERS", 200, 200))
 CHANNELS = 10
 RATE = 2.0  # events a second per channel
 WINDOW = 4  # seconds (jittered ±10 %)
-
-
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
-async def follow(http: httpx.AsyncClient, reader: Delivered, cursor: str) -> None:
-    """The project's client, as an application would use it, until the channel's ``end``."""
-
-    def on_state(change: StateChange) -> None:
-        if change.state is ConnectionState.ERROR:
-            reader.failures += 1
-
-    source = aconnect(
-        f"{BALANCER}/channels/{reader.channel}/stream?window={WINDOW}",
-        client=http,
-        last_event_id=cursor,
-        backoff=Backoff(initial=0.05, maximum=1.0),
-        timeout=httpx.Timeout(10.0, read=20.0),
-        on_state=on_state,
-    )
-    async with source:
-        async for item in source:
-            reader.take(item.type, item.data, item.id)
-            if reader.done:
-                return
 
 
 @pytest.mark.timeout(time_limit(SECONDS))
@@ -103,7 +75,16 @@ async def test_every_subscriber_gets_every_event_once_in_order_while_processes_a
                 answer = await publishers_http.get(f"/channels/{channel}/events")
                 cursors[channel] = answer.json()["cursor"]
             following = [
-                asyncio.create_task(follow(subscribers_http, r, cursors[r.channel]))
+                asyncio.create_task(
+                    follow(
+                        f"{BALANCER}/channels/{r.channel}/stream?window={WINDOW}",
+                        r,
+                        cursors[r.channel],
+                        client=subscribers_http,
+                        backoff=Backoff(initial=0.05, maximum=1.0),
+                        http_timeout=httpx.Timeout(10.0, read=20.0),
+                    )
+                )
                 for r in readers
             ]
             publishing = [

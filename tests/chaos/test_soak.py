@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -67,12 +66,6 @@ RSS_GROWTH_BOUND = 10 * 2**20
 # filling after hours, and memory would rise by design, hiding a leak. A small ring fills
 # during the warm-up, so that what follows is the steady state.
 RING = int(setting("SOAK_RING", 8, 8))
-
-
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
 
 
 async def read_windows(http: httpx.AsyncClient, base: str, reader: Delivered, cursor: str) -> None:

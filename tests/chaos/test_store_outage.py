@@ -23,10 +23,8 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from serverless_sse.client import Backoff, ConnectionState, StateChange, aconnect
 from serverless_sse.cursor import Cursor, Position
 from tests.chaos.harness import (
     BALANCER,
@@ -38,6 +36,7 @@ from tests.chaos.harness import (
     assert_told_of_loss,
     balanced_client,
     delivery_figures,
+    follow,
     publish_steadily,
     report,
     setting,
@@ -60,25 +59,6 @@ def redis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisServe
     data = tmp_path / "redis" if request.param == "persistent" else None
     with RedisServer(data_dir=data) as server:
         yield server
-
-
-async def follow(http: httpx.AsyncClient, reader: Delivered, cursor: str) -> None:
-    def on_state(change: StateChange) -> None:
-        if change.state is ConnectionState.ERROR:
-            reader.failures += 1
-
-    source = aconnect(
-        f"{BALANCER}/channels/{reader.channel}/stream?window=5",
-        client=http,
-        last_event_id=cursor,
-        backoff=Backoff(initial=0.1, maximum=1.0),
-        on_state=on_state,
-    )
-    async with source:
-        async for item in source:
-            reader.take(item.type, item.data, item.id)
-            if reader.done:
-                return
 
 
 def first_cursor(channel: str, ledger: Ledger) -> str:
@@ -128,7 +108,14 @@ async def test_a_redis_outage_loses_nothing_it_kept_and_tells_what_it_lost(
                 for c in CHANNELS
             }
             following = [
-                asyncio.create_task(follow(subscribers_http, r, cursors[r.channel]))
+                asyncio.create_task(
+                    follow(
+                        f"{BALANCER}/channels/{r.channel}/stream?window=5",
+                        r,
+                        cursors[r.channel],
+                        client=subscribers_http,
+                    )
+                )
                 for r in readers
             ]
             publishing = [
@@ -148,7 +135,14 @@ async def test_a_redis_outage_loses_nothing_it_kept_and_tells_what_it_lost(
             # everything after it was in the log while they were away.
             late = [Delivered(c, start=1) for c in CHANNELS for _ in range(2)]
             following += [
-                asyncio.create_task(follow(subscribers_http, r, first_cursor(r.channel, ledger)))
+                asyncio.create_task(
+                    follow(
+                        f"{BALANCER}/channels/{r.channel}/stream?window=5",
+                        r,
+                        first_cursor(r.channel, ledger),
+                        client=subscribers_http,
+                    )
+                )
                 for r in late
             ]
             readers += late
