@@ -642,7 +642,10 @@ async def test_open_streams_are_counted_while_they_run(http: httpx.AsyncClient) 
     before = metric((await http.get("/metrics")).text, "sse_open_streams")
     async with http.stream("GET", f"/channels/{name('public')}/stream?window=30") as held:
         assert held.status_code == 200
-        await anext(held.aiter_raw())  # the stream's first bytes: it was admitted
+        # Kept until the stream is done with: an iterator dropped is closed, and closing it
+        # hangs up the stream's connection.
+        chunks = held.aiter_raw()
+        await anext(chunks)  # the stream's first bytes: it was admitted
         during = metric((await http.get("/metrics")).text, "sse_open_streams")
     assert during == before + 1
     for _ in range(100):  # the server sees the hang-up when it next writes or is told
