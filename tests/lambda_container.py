@@ -12,6 +12,7 @@ Run as ``python -m tests.lambda_container functions.channels.handler`` (what the
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib
 import json
 import os
@@ -21,7 +22,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -239,3 +240,21 @@ def main(target: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1])
+
+
+@contextlib.contextmanager
+def two_instances(
+    handler: str, env: Mapping[str, str]
+) -> Iterator[tuple[LambdaContainer, LambdaContainer]]:
+    """Two instances of one function, as Lambda runs them side by side; stopped by pid."""
+    first = LambdaContainer(handler, env).start()
+    try:
+        second = LambdaContainer(handler, env).start()
+    except BaseException:
+        first.stop()
+        raise
+    try:
+        yield first, second
+    finally:
+        first.stop()
+        second.stop()

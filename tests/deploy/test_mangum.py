@@ -17,7 +17,7 @@ import pytest
 
 from serverless_sse.auth import hash_key, mint_token
 from serverless_sse.cursor import Cursor
-from tests.lambda_container import HttpApiResponse, LambdaContainer
+from tests.lambda_container import HttpApiResponse, LambdaContainer, two_instances
 from tests.servers import UvicornServer
 from tests.stores import flush_redis
 
@@ -54,13 +54,8 @@ def channel() -> str:
 def containers() -> Iterator[tuple[LambdaContainer, LambdaContainer]]:
     """Two instances of the channels function (one streams while the other publishes)."""
     flush_redis(STORE)
-    first = LambdaContainer("functions.channels.handler", ENV).start()
-    second = LambdaContainer("functions.channels.handler", ENV).start()
-    try:
-        yield first, second
-    finally:
-        first.stop()
-        second.stop()
+    with two_instances("functions.channels.handler", ENV) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")

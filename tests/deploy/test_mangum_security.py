@@ -19,7 +19,7 @@ import pytest
 
 from serverless_sse.auth import hash_key, mint_token
 from tests.hostile import HOSTILE_CHANNEL_PATHS, ODD_BUT_VALID_BODIES, REFUSED_BODIES
-from tests.lambda_container import HttpApiResponse, LambdaContainer
+from tests.lambda_container import HttpApiResponse, LambdaContainer, two_instances
 from tests.stores import flush_redis
 
 pytestmark = pytest.mark.deploy
@@ -64,13 +64,8 @@ def channel(prefix: str = "rooms") -> str:
 def instances() -> Iterator[tuple[LambdaContainer, LambdaContainer]]:
     """Two instances of the channels function."""
     flush_redis(STORE)
-    first = LambdaContainer("functions.channels.handler", ENV).start()
-    second = LambdaContainer("functions.channels.handler", ENV).start()
-    try:
-        yield first, second
-    finally:
-        first.stop()
-        second.stop()
+    with two_instances("functions.channels.handler", ENV) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")
